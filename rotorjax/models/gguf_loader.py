@@ -104,7 +104,7 @@ def load_gguf(path: str | os.PathLike) -> tuple[Llama, Tokenizer]:
         a = transform(w.pop(name))
         if a.shape != var.shape:
             raise ValueError(f"tensor {name!r} has shape {a.shape}, model expects {var.shape}")
-        var.value = jnp.asarray(a)
+        var.set_value(jnp.asarray(a))
 
     qk_fix = {"q": cfg.n_heads, "k": cfg.n_kv_heads}
     put(model.embed.embedding, "token_embd.weight")
