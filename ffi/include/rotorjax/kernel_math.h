@@ -1,0 +1,368 @@
+/* rotorjax kernel maths: the one source of truth for every kernel (C++ CPU, CUDA, Metal).
+ *
+ * Plain C-style inline functions over pointers; no std::, no templates, no recursion, no allocation,
+ * no 64-bit integers, no double. The pure-JAX code in rotorjax/ is the reference these functions
+ * reproduce (rotations.py, clifford.py, packing.py, quantizer.py).
+ *
+ * TILES. Vector-valued functions work on a "tile" of `lanes` vectors stored coordinate-major:
+ * coordinate c of vector l is v[c * lanes + l]. lanes = 1 is one plain contiguous vector (a GPU
+ * thread per vector); the CPU kernels use lanes = 16 so the innermost loop over lanes vectorises
+ * (SIMD across vectors: every operation below is the same for all lanes).
+ *
+ * ADDRESS SPACES (override any of these before including, e.g. for threadgroup memory on Metal):
+ *   RJ_THREAD  working tiles (registers / thread-local arrays);
+ *   RJ_PARAM   read-only parameters: block matrices, signs, boundaries, centroids, QJL matrix;
+ *   RJ_DEVICE  input/output data in global memory (packed codes).
+ * RJ_FN qualifies every function (__host__ __device__ under nvcc).
+ *
+ * MATRICES are row-major: a k×k block is m[r * k + c].
+ */
+#ifndef ROTORJAX_KERNEL_MATH_H_
+#define ROTORJAX_KERNEL_MATH_H_
+
+#if defined(__METAL_VERSION__)
+#include <metal_stdlib>
+#ifndef RJ_FN
+#define RJ_FN inline
+#endif
+#ifndef RJ_THREAD
+#define RJ_THREAD thread
+#endif
+#ifndef RJ_PARAM
+#define RJ_PARAM constant
+#endif
+#ifndef RJ_DEVICE
+#define RJ_DEVICE device
+#endif
+#define RJ_SQRT(x) metal::precise::sqrt(x)
+#define RJ_COS(x) metal::precise::cos(x)
+#define RJ_SIN(x) metal::precise::sin(x)
+#elif defined(__CUDACC__)
+#ifndef RJ_FN
+#define RJ_FN __host__ __device__ inline
+#endif
+#define RJ_SQRT(x) sqrtf(x)
+#define RJ_COS(x) cosf(x)
+#define RJ_SIN(x) sinf(x)
+#else
+#include <math.h>
+#ifndef RJ_FN
+#if defined(__GNUC__)
+/* Forced inlining lets the compiler see constant `lanes`/`k` and vectorise the lane loops. */
+#define RJ_FN inline __attribute__((always_inline))
+#else
+#define RJ_FN inline
+#endif
+#endif
+#define RJ_SQRT(x) sqrtf(x)
+#define RJ_COS(x) cosf(x)
+#define RJ_SIN(x) sinf(x)
+#endif
+
+#ifndef RJ_THREAD
+#define RJ_THREAD
+#endif
+#ifndef RJ_PARAM
+#define RJ_PARAM const
+#endif
+#ifndef RJ_DEVICE
+#define RJ_DEVICE
+#endif
+
+/* Rotation kinds as the kernels number them. RJ_KIND_NONE: the input is already rotated (the dense
+ * "haar" rotation runs on the platform's matrix multiply, not here). */
+#define RJ_KIND_NONE 0
+#define RJ_KIND_HADAMARD 1
+#define RJ_KIND_ROTOR 2
+#define RJ_KIND_PLANAR 3
+#define RJ_KIND_ISO 4
+#define RJ_KIND_ROTOR_MIX 5
+
+/* ------------------------------------------------------------------------------------------------
+ * Integer helpers
+ * ---------------------------------------------------------------------------------------------- */
+
+/* Smallest power of two >= n (n >= 1). */
+RJ_FN int rj_next_pow2(int n) {
+  int p = 1;
+  while (p < n) p <<= 1;
+  return p;
+}
+
+/* Largest power of two <= n (n >= 1). */
+RJ_FN int rj_largest_pow2(int n) {
+  int p = 1;
+  while (2 * p <= n) p <<= 1;
+  return p;
+}
+
+/* 1/sqrt(p) for p = 2^k, correctly rounded to float (exact powers of two times 1/sqrt(2)), so every
+ * backend scales the Walsh–Hadamard transform identically. */
+RJ_FN float rj_inv_sqrt_pow2(int p) {
+  float s = 1.0f;
+  int q = p;
+  while (q >= 4) {
+    s *= 0.5f;
+    q >>= 2;
+  }
+  return q == 2 ? s * 0.70710678118654752f : s;
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * Block matrices from rotation parameters (the maths of rotorjax.clifford / rotorjax.rotations)
+ * ---------------------------------------------------------------------------------------------- */
+
+/* Cl(3,0) rotor r = [s, b12, b13, b23] → 3×3 matrix of v ↦ R v R̃ / ‖R‖² (homogeneous: any nonzero r
+ * gives a rotation). In quaternion terms (w, x, y, z) = (s, -b23, b13, -b12). */
+RJ_FN void rj_rotor_to_matrix(RJ_PARAM float* r, RJ_THREAD float* m) {
+  const float w = r[0], x = -r[3], y = r[2], z = -r[1];
+  const float n2 = w * w + x * x + y * y + z * z;
+  m[0] = (w * w + x * x - y * y - z * z) / n2;
+  m[1] = (2.0f * (x * y - w * z)) / n2;
+  m[2] = (2.0f * (x * z + w * y)) / n2;
+  m[3] = (2.0f * (x * y + w * z)) / n2;
+  m[4] = (w * w - x * x + y * y - z * z) / n2;
+  m[5] = (2.0f * (y * z - w * x)) / n2;
+  m[6] = (2.0f * (x * z - w * y)) / n2;
+  m[7] = (2.0f * (y * z + w * x)) / n2;
+  m[8] = (w * w - x * x - y * y + z * z) / n2;
+}
+
+/* Givens angle θ → [[cos θ, -sin θ], [sin θ, cos θ]]. */
+RJ_FN void rj_givens_matrix(float theta, RJ_THREAD float* m) {
+  const float c = RJ_COS(theta), s = RJ_SIN(theta);
+  m[0] = c;
+  m[1] = -s;
+  m[2] = s;
+  m[3] = c;
+}
+
+/* Quaternion q = (w, x, y, z) → 4×4 matrix of p ↦ (q/‖q‖) p (left multiplication; orthogonal). */
+RJ_FN void rj_quaternion_left_matrix(RJ_PARAM float* q, RJ_THREAD float* m) {
+  const float nrm = RJ_SQRT(q[0] * q[0] + q[1] * q[1] + q[2] * q[2] + q[3] * q[3]);
+  const float w = q[0] / nrm, x = q[1] / nrm, y = q[2] / nrm, z = q[3] / nrm;
+  m[0] = w;  m[1] = -x; m[2] = -y;  m[3] = -z;
+  m[4] = x;  m[5] = w;  m[6] = -z;  m[7] = y;
+  m[8] = y;  m[9] = z;  m[10] = w;  m[11] = -x;
+  m[12] = z; m[13] = -y; m[14] = x; m[15] = w;
+}
+
+/* Block size k of a kind's blocks (3 for rotor and rotor-mix, 2 planar, 4 iso; 0 otherwise). */
+RJ_FN int rj_block_size(int kind) {
+  return kind == RJ_KIND_PLANAR ? 2 : kind == RJ_KIND_ISO ? 4
+         : (kind == RJ_KIND_ROTOR || kind == RJ_KIND_ROTOR_MIX) ? 3 : 0;
+}
+
+/* Floats of raw parameters per block: 4 for a rotor or quaternion, 1 for a Givens angle. */
+RJ_FN int rj_params_per_block(int kind) { return kind == RJ_KIND_PLANAR ? 1 : 4; }
+
+/* Raw parameters of `count` blocks → `count` row-major k×k matrices (k = rj_block_size(kind)).
+ * For rotor-mix, count = stages · ⌈n/3⌉ rotors, stage-major. */
+RJ_FN void rj_block_matrices(int kind, RJ_PARAM float* params, int count, RJ_THREAD float* mats) {
+  const int k = rj_block_size(kind), pp = rj_params_per_block(kind);
+  for (int g = 0; g < count; ++g) {
+    if (kind == RJ_KIND_PLANAR) rj_givens_matrix(params[g], mats + g * k * k);
+    else if (kind == RJ_KIND_ISO) rj_quaternion_left_matrix(params + g * pp, mats + g * k * k);
+    else rj_rotor_to_matrix(params + g * pp, mats + g * k * k);
+  }
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * Linear maps on tiles
+ * ---------------------------------------------------------------------------------------------- */
+
+/* One k×k block (k ≤ 4) applied in place to coordinates [0, k) of the tile at v:
+ * v ← m v, or v ← mᵀ v when `transpose` (the inverse of a rotation block). */
+RJ_FN void rj_block_apply(RJ_THREAD float* v, int lanes, RJ_PARAM float* m, int k, int transpose) {
+  float a[16];
+  for (int r = 0; r < k; ++r)
+    for (int c = 0; c < k; ++c) a[r * k + c] = transpose ? m[c * k + r] : m[r * k + c];
+  for (int l = 0; l < lanes; ++l) {
+    float x[4], y[4];
+    for (int c = 0; c < k; ++c) x[c] = v[c * lanes + l];
+    for (int r = 0; r < k; ++r) {
+      float acc = a[r * k] * x[0];
+      for (int c = 1; c < k; ++c) acc += a[r * k + c] * x[c];
+      y[r] = acc;
+    }
+    for (int r = 0; r < k; ++r) v[r * lanes + l] = y[r];
+  }
+}
+
+/* Independent blocks on consecutive coordinates (rotor, planar, iso): block g acts on
+ * [g·k, g·k + k) of a vector zero-padded to num_blocks·k. `inverse` applies the transposes. */
+RJ_FN void rj_block_rotation(RJ_THREAD float* v, int lanes, RJ_PARAM float* mats, int num_blocks, int k,
+                             int inverse) {
+  for (int g = 0; g < num_blocks; ++g) rj_block_apply(v + g * k * lanes, lanes, mats + g * k * k, k, inverse);
+}
+
+/* Normalised Walsh–Hadamard transform in place over p = 2^j coordinates, Sylvester order:
+ * y_i = p^{-1/2} Σ_j (-1)^{popcount(i & j)} x_j. Butterfly at stride h pairs (i, i + h) within each
+ * block of 2h: (a, b) → (a + b, a − b). Orthogonal and its own inverse. */
+RJ_FN void rj_fwht(RJ_THREAD float* v, int p, int lanes) {
+  for (int h = 1; h < p; h <<= 1) {
+    for (int i = 0; i < p; i += 2 * h) {
+      for (int j = i; j < i + h; ++j) {
+        RJ_THREAD float* a = v + j * lanes;
+        RJ_THREAD float* b = v + (j + h) * lanes;
+        for (int l = 0; l < lanes; ++l) {
+          const float x = a[l], y = b[l];
+          a[l] = x + y;
+          b[l] = x - y;
+        }
+      }
+    }
+  }
+  const float s = rj_inv_sqrt_pow2(p);
+  for (int i = 0; i < p * lanes; ++i) v[i] *= s;
+}
+
+/* The "hadamard" rotation on n = next_pow2(dim) coordinates: forward y = H (s ⊙ x); inverse
+ * x = s ⊙ (H y). */
+RJ_FN void rj_hadamard_rotation(RJ_THREAD float* v, int n, int lanes, RJ_PARAM float* signs, int inverse) {
+  if (!inverse)
+    for (int c = 0; c < n; ++c)
+      for (int l = 0; l < lanes; ++l) v[c * lanes + l] *= signs[c];
+  rj_fwht(v, n, lanes);
+  if (inverse)
+    for (int c = 0; c < n; ++c)
+      for (int l = 0; l < lanes; ++l) v[c * lanes + l] *= signs[c];
+}
+
+/* Dense m×n matrix times each lane: out[j] = Σ_i S[j, i] in[i] (out = S in), or with `transpose`
+ * out[i] = Σ_j S[j, i] in[j] (out = Sᵀ in, then in has m and out n coordinates). Used by QJL. */
+RJ_FN void rj_dense_matvec(RJ_THREAD float* in, RJ_THREAD float* out, int lanes, RJ_PARAM float* s, int m,
+                           int n, int transpose) {
+  const int rows = transpose ? n : m, cols = transpose ? m : n;
+  for (int r = 0; r < rows * lanes; ++r) out[r] = 0.0f;
+  for (int r = 0; r < rows; ++r)
+    for (int c = 0; c < cols; ++c) {
+      const float a = transpose ? s[c * n + r] : s[r * n + c];
+      for (int l = 0; l < lanes; ++l) out[r * lanes + l] += a * in[c * lanes + l];
+    }
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * Rotor-mix: R_S H_S ⋯ R_1 H_1 R_0 on n = max(dim, 3) coordinates (no padding)
+ * ---------------------------------------------------------------------------------------------- */
+
+/* Walsh–Hadamard windows: P = rj_largest_pow2(n) wide; one window [0, P) if n = P, else two,
+ * [0, P) and [n − P, n). There are windows + 1 rotor stages. */
+RJ_FN int rj_rotor_mix_windows(int n) { return rj_largest_pow2(n) == n ? 1 : 2; }
+RJ_FN int rj_rotor_mix_window_start(int window, int n) { return window == 0 ? 0 : n - rj_largest_pow2(n); }
+
+/* A rotor stage has ⌈n/3⌉ 3×3 blocks; block g starts at min(3g, n − 3), so when 3 ∤ n the last
+ * block overlaps the one before it and must be applied after it. */
+RJ_FN int rj_rotor_stage_blocks(int n) { return (n + 2) / 3; }
+RJ_FN int rj_rotor_stage_block_start(int g, int n) { return 3 * g < n - 3 ? 3 * g : n - 3; }
+
+/* One rotor stage in place; blocks in order g = 0, 1, ... (forward) or reversed with transposed
+ * blocks (`inverse`). mats: ⌈n/3⌉ row-major 3×3 matrices. */
+RJ_FN void rj_rotor_stage(RJ_THREAD float* v, int n, int lanes, RJ_PARAM float* mats, int inverse) {
+  const int blocks = rj_rotor_stage_blocks(n);
+  for (int i = 0; i < blocks; ++i) {
+    const int g = inverse ? blocks - 1 - i : i;
+    rj_block_apply(v + rj_rotor_stage_block_start(g, n) * lanes, lanes, mats + 9 * g, 3, inverse);
+  }
+}
+
+/* The whole rotor-mix rotation in place. mats: (windows + 1) stages × ⌈n/3⌉ matrices, stage-major.
+ * Forward: R_0, then for each window s: H(window s), R_{s+1}. Inverse: the exact reverse order with
+ * transposed blocks (H is its own inverse). */
+RJ_FN void rj_rotor_mix(RJ_THREAD float* v, int n, int lanes, RJ_PARAM float* mats, int inverse) {
+  const int windows = rj_rotor_mix_windows(n), p = rj_largest_pow2(n), stage = 9 * rj_rotor_stage_blocks(n);
+  if (!inverse) {
+    rj_rotor_stage(v, n, lanes, mats, 0);
+    for (int s = 0; s < windows; ++s) {
+      rj_fwht(v + rj_rotor_mix_window_start(s, n) * lanes, p, lanes);
+      rj_rotor_stage(v, n, lanes, mats + (s + 1) * stage, 0);
+    }
+  } else {
+    for (int s = windows - 1; s >= 0; --s) {
+      rj_rotor_stage(v, n, lanes, mats + (s + 1) * stage, 1);
+      rj_fwht(v + rj_rotor_mix_window_start(s, n) * lanes, p, lanes);
+    }
+    rj_rotor_stage(v, n, lanes, mats, 1);
+  }
+}
+
+/* Any kind in place on its n = padded_dim coordinates (zero-padded beyond dim by the caller).
+ * params: signs for hadamard, block matrices (rj_block_matrices) for the block kinds and rotor-mix;
+ * RJ_KIND_NONE leaves v unchanged. */
+RJ_FN void rj_rotate(int kind, RJ_THREAD float* v, int n, int lanes, RJ_PARAM float* params, int inverse) {
+  if (kind == RJ_KIND_HADAMARD) rj_hadamard_rotation(v, n, lanes, params, inverse);
+  else if (kind == RJ_KIND_ROTOR_MIX) rj_rotor_mix(v, n, lanes, params, inverse);
+  else if (kind != RJ_KIND_NONE) {
+    const int k = rj_block_size(kind);
+    rj_block_rotation(v, lanes, params, n / k, k, inverse);
+  }
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * Scalar quantization
+ * ---------------------------------------------------------------------------------------------- */
+
+/* Codebook index of y: the number of boundaries strictly less than y, for 2^bits − 1 ascending
+ * boundaries (a branchless perfect binary search; equals jnp.searchsorted(bnd, y, side="left")). */
+RJ_FN int rj_codebook_index(float y, RJ_PARAM float* bnd, int bits) {
+  int pos = 0;
+  for (int h = 1 << (bits - 1); h > 0; h >>= 1) pos += bnd[pos + h - 1] < y ? h : 0;
+  return pos;
+}
+
+/* rj_codebook_index for every coordinate of a tile: idx[c, l] for y[c, l], c < n. */
+RJ_FN void rj_quantize(RJ_THREAD float* y, RJ_THREAD int* idx, int n, int lanes, RJ_PARAM float* bnd, int bits) {
+  for (int i = 0; i < n * lanes; ++i) idx[i] = 0;
+  for (int h = 1 << (bits - 1); h > 0; h >>= 1)
+    for (int i = 0; i < n * lanes; ++i) idx[i] += bnd[idx[i] + h - 1] < y[i] ? h : 0;
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * Bit packing (rotorjax.packing): index i's bit j is stream bit i·bits + j; stream bit t is bit t % 8
+ * of byte t / 8; n indices take ⌈n·bits/8⌉ bytes; the unused high bits of the last byte are zero.
+ * ---------------------------------------------------------------------------------------------- */
+
+RJ_FN int rj_packed_size(int n, int bits) { return (n * bits + 7) / 8; }
+
+/* Byte k of the packed stream of n indices read from idx[i * stride] (stride = lanes for a tile). */
+RJ_FN unsigned int rj_pack_byte(RJ_THREAD int* idx, int stride, int n, int bits, int k) {
+  const int first = (8 * k) / bits;
+  int last = (8 * k + 7) / bits;
+  if (last > n - 1) last = n - 1;
+  unsigned int byte = 0;
+  for (int i = first; i <= last; ++i) {
+    const int shift = i * bits - 8 * k;
+    const unsigned int x = (unsigned int)idx[i * stride];
+    byte |= shift >= 0 ? x << shift : x >> (-shift);
+  }
+  return byte & 0xFFu;
+}
+
+/* Pack n indices (stride apart) into rj_packed_size(n, bits) bytes. */
+RJ_FN void rj_pack(RJ_THREAD int* idx, int stride, int n, int bits, RJ_DEVICE unsigned char* out) {
+  const int nbytes = rj_packed_size(n, bits);
+  for (int k = 0; k < nbytes; ++k) out[k] = (unsigned char)rj_pack_byte(idx, stride, n, bits, k);
+}
+
+/* Index i of a packed stream (an index spans at most two bytes since bits ≤ 8). */
+RJ_FN int rj_unpack_index(RJ_DEVICE const unsigned char* bytes, int bits, int i) {
+  const int t = i * bits, k = t >> 3, s = t & 7;
+  unsigned int x = (unsigned int)bytes[k] >> s;
+  if (s + bits > 8) x |= (unsigned int)bytes[k + 1] << (8 - s);
+  return (int)(x & ((1u << bits) - 1u));
+}
+
+/* Unpack n indices into idx[i * stride]. */
+RJ_FN void rj_unpack(RJ_DEVICE const unsigned char* bytes, int n, int bits, RJ_THREAD int* idx, int stride) {
+  for (int i = 0; i < n; ++i) idx[i * stride] = rj_unpack_index(bytes, bits, i);
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * QJL (TurboQuant_prod): sketch z = [S r ≥ 0] of the residual r = y − c[idx]; decode adds
+ * γ √(π/2)/m · Sᵀ(2z − 1) with γ = ‖r‖ and S an m×n Gaussian matrix.
+ * ---------------------------------------------------------------------------------------------- */
+
+/* √(π/2) / m, the QJL reconstruction scale. */
+RJ_FN float rj_qjl_scale(int m) { return 1.2533141373155003f / (float)m; }
+
+#endif /* ROTORJAX_KERNEL_MATH_H_ */
