@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rotorjax import codebooks, packing, rotations
+from rotorjax import _ffi, codebooks, ops, packing, rotations
 
 NORM_DTYPES = (jnp.float32, jnp.bfloat16, jnp.float16)
 
@@ -90,12 +90,15 @@ class TurboQuant:
       qjl: add TurboQuant_prod's 1-bit residual sketch (unbiased inner products).
       key: PRNG key for the rotation and the QJL matrix (default: key 0).
       norm_dtype: storage dtype of the norms (float32, bfloat16 or float16).
+      backend: ``"auto"`` (compiled XLA FFI kernels where the platform has them, pure JAX elsewhere),
+        ``"jax"`` (the pure-JAX reference) or ``"ffi"`` (kernels only); see :mod:`rotorjax.ops`.
 
     A registered pytree: pass it through ``jit``/``vmap``; its arrays are the rotation's parameters, the
     codebook and the QJL matrix.
     """
 
-    def __init__(self, dim, bits=4, rotation=rotations.DEFAULT, qjl=False, key=None, norm_dtype=jnp.float32):
+    def __init__(self, dim, bits=4, rotation=rotations.DEFAULT, qjl=False, key=None, norm_dtype=jnp.float32,
+                 backend="auto"):
         dim = rotations._validate_dim(dim)
         bits = codebooks.validate_bits(bits)
         if qjl and bits < 2:
@@ -119,16 +122,17 @@ class TurboQuant:
         self.dim, self.bits, self.qjl = dim, bits, bool(qjl)
         self.norm_dtype = jnp.dtype(norm_dtype).name
         self.codebook_mse = book.unit_vector_mse
+        self.backend = ops.check_backend(backend)
 
     def tree_flatten(self):
         children = (self.rotation, self.centroids, self.boundaries, self.qjl_matrix)
-        return children, (self.dim, self.bits, self.qjl, self.norm_dtype, self.codebook_mse)
+        return children, (self.dim, self.bits, self.qjl, self.norm_dtype, self.codebook_mse, self.backend)
 
     @classmethod
     def tree_unflatten(cls, aux, children):
         obj = object.__new__(cls)
         obj.rotation, obj.centroids, obj.boundaries, obj.qjl_matrix = children
-        obj.dim, obj.bits, obj.qjl, obj.norm_dtype, obj.codebook_mse = aux
+        obj.dim, obj.bits, obj.qjl, obj.norm_dtype, obj.codebook_mse, obj.backend = aux
         return obj
 
     def __repr__(self):
@@ -153,11 +157,11 @@ class TurboQuant:
 
     def rotate(self, x: jax.Array) -> jax.Array:
         """``Π x``: ``(..., dim) → (..., padded_dim)`` float32."""
-        return self.rotation.apply(self._check(x, "input").astype(jnp.float32))
+        return self.rotation.apply(self._check(x, "input").astype(jnp.float32), self.backend)
 
     def unrotate(self, y: jax.Array) -> jax.Array:
         """``Πᵀ y``: ``(..., padded_dim) → (..., dim)`` float32."""
-        return self.rotation.inverse(_check_float(y, "rotated input").astype(jnp.float32))
+        return self.rotation.inverse(_check_float(y, "rotated input").astype(jnp.float32), self.backend)
 
     # --- encode / decode --------------------------------------------------------------------------
 
@@ -169,7 +173,9 @@ class TurboQuant:
     def encode(self, x: jax.Array) -> Codes:
         """``(..., dim)`` → :class:`Codes`. Zero vectors encode to norm 0 (and decode to zeros). A vector
         with a non-finite entry gets a non-finite norm and decodes to NaN; other vectors are unaffected."""
-        x = self._check(x, "input")
+        return ops.dispatch(self.backend, self._encode_ffi, self._encode_jax, self._check(x, "input"))
+
+    def _encode_jax(self, x: jax.Array) -> Codes:
         xf = x.astype(jnp.float32)
         norm = jnp.linalg.norm(xf, axis=-1)
         u = xf / jnp.where(norm > 0, norm, 1.0)[..., None]
@@ -181,6 +187,23 @@ class TurboQuant:
             codes.qjl_bits = packing.pack((r @ self.qjl_matrix.T >= 0).astype(jnp.int32), 1)
             codes.residual_norms = jnp.linalg.norm(r, axis=-1).astype(self.norm_dtype)
         return codes
+
+    def _kernel_rotation(self):
+        """The kernels' view of the rotation: for haar, kind "none" on the vectors XLA rotated."""
+        return _ffi.rotation_operands(self.rotation)
+
+    def _encode_ffi(self, x: jax.Array) -> Codes:
+        kind, dim, params = self._kernel_rotation()
+        xin = x.astype(jnp.float32) @ self.rotation.matrix.T if self.rotation.kind == "haar" else x
+        out = _ffi.encode(xin, params, self.boundaries, self.centroids, self.qjl_matrix, kind=kind, dim=dim,
+                          n=self.padded_dim, bits=self.mse_bits)
+        norms = [o.astype(self.norm_dtype) for o in out[1::2]]
+        return Codes(out[0], norms[0], *((out[2], norms[1]) if self.qjl else ()), dtype=x.dtype)
+
+    def _qjl_operands(self, codes: Codes):
+        if not self.qjl:
+            return None
+        return self.qjl_matrix, codes.qjl_bits, codes.residual_norms.astype(jnp.float32)
 
     def _check_codes(self, codes: Codes) -> Codes:
         if not isinstance(codes, Codes):
@@ -207,12 +230,29 @@ class TurboQuant:
 
     def decode_rotated(self, codes: Codes) -> jax.Array:
         """``‖x‖ · ŷ``: the reconstruction in the rotated domain, ``(..., padded_dim)`` float32."""
-        codes = self._check_codes(codes)
+        return ops.dispatch(self.backend, self._decode_rotated_ffi, self._decode_rotated_jax, self._check_codes(codes))
+
+    def _decode_rotated_ffi(self, codes: Codes) -> jax.Array:
+        return _ffi.decode(codes.indices, codes.norms.astype(jnp.float32), _ffi.no_params(), self.centroids,
+                           self._qjl_operands(codes), kind=_ffi.KIND_NONE, dim=self.padded_dim,
+                           bits=self.mse_bits, dtype=jnp.float32)
+
+    def _decode_rotated_jax(self, codes: Codes) -> jax.Array:
         return codes.norms.astype(jnp.float32)[..., None] * self._unit_rotated(codes)
 
     def decode(self, codes: Codes) -> jax.Array:
         """:class:`Codes` → ``x̂ (..., dim)`` in the dtype that was encoded."""
-        return self.unrotate(self.decode_rotated(codes)).astype(codes.dtype)
+        return ops.dispatch(self.backend, self._decode_ffi, self._decode_jax, self._check_codes(codes))
+
+    def _decode_jax(self, codes: Codes) -> jax.Array:
+        return self.rotation.inverse(self._decode_rotated_jax(codes)).astype(codes.dtype)
+
+    def _decode_ffi(self, codes: Codes) -> jax.Array:
+        if self.rotation.kind == "haar":
+            return self.rotation.inverse(self._decode_rotated_ffi(codes)).astype(codes.dtype)
+        kind, dim, params = self._kernel_rotation()
+        return _ffi.decode(codes.indices, codes.norms.astype(jnp.float32), params, self.centroids,
+                           self._qjl_operands(codes), kind=kind, dim=dim, bits=self.mse_bits, dtype=codes.dtype)
 
     # --- scores -------------------------------------------------------------------------------------
 
@@ -220,16 +260,39 @@ class TurboQuant:
         """Estimates of ``⟨q, x⟩`` from the codes: ``q (*Q, dim)``, codes of batch shape ``(*K)`` →
         ``(*Q, *K)`` float32. Equal to ``⟨q, decode(codes)⟩``; ``debias`` divides the MSE-only
         estimate by ``1 − D`` (QJL estimates are unbiased already)."""
-        return self.scores_rotated(self.rotate(self._check(q, "query")), codes, debias)
+        q, codes = self._check(q, "query"), self._check_scores(codes, debias)
+        if self.rotation.kind == "haar":  # the dense rotation runs on XLA's dot on every backend
+            return self.scores_rotated(self.rotate(q), codes, debias)
+        kind, dim, params = self._kernel_rotation()
+        return ops.dispatch(
+            self.backend,
+            lambda q, codes: self._scores_ffi(q, codes, debias, kind, dim, params),
+            lambda q, codes: self._scores_rotated_jax(self.rotation.apply(q.astype(jnp.float32)), codes, debias),
+            q, codes)
 
     def scores_rotated(self, q_rot: jax.Array, codes: Codes, debias: bool = False) -> jax.Array:
         """:meth:`scores` for a query already rotated by :meth:`rotate`, ``(*Q, padded_dim)``."""
-        codes = self._check_codes(codes)
+        codes = self._check_scores(codes, debias)
         q_rot = _check_float(q_rot, "rotated query").astype(jnp.float32)
         if q_rot.shape[-1] != self.padded_dim:
             raise ValueError(f"rotated query must have shape (..., {self.padded_dim}), got {q_rot.shape}")
+        return ops.dispatch(
+            self.backend,
+            lambda q, codes: self._scores_ffi(q, codes, debias, _ffi.KIND_NONE, self.padded_dim, _ffi.no_params()),
+            lambda q, codes: self._scores_rotated_jax(q, codes, debias),
+            q_rot, codes)
+
+    def _check_scores(self, codes: Codes, debias: bool) -> Codes:
         if debias and self.qjl:
             raise ValueError("debias applies to MSE-only codes; with qjl=True the scores are unbiased already")
+        return self._check_codes(codes)
+
+    def _scores_ffi(self, q, codes: Codes, debias: bool, kind: int, dim: int, params) -> jax.Array:
+        return _ffi.scores(q, codes.indices, codes.norms.astype(jnp.float32), params, self.centroids,
+                           self._qjl_operands(codes), kind=kind, dim=dim, bits=self.mse_bits,
+                           divisor=(1.0 - self.codebook_mse) if debias else 1.0)
+
+    def _scores_rotated_jax(self, q_rot: jax.Array, codes: Codes, debias: bool) -> jax.Array:
         kshape = codes.shape
         flat = jax.tree.map(lambda a: a.reshape((-1,) + a.shape[len(kshape):]), codes)
         s = jnp.einsum("...n,kn->...k", q_rot, self.centroids[packing.unpack(flat.indices, self.mse_bits, self.padded_dim)])

@@ -145,14 +145,25 @@ class Rotation:
     kind: ClassVar[str]
     dim: int
 
-    def apply(self, x: jax.Array) -> jax.Array:
-        """``(..., dim) → (..., padded_dim)``; computed in float32 and returned in ``x``'s dtype."""
+    def apply(self, x: jax.Array, backend: str = "jax") -> jax.Array:
+        """``(..., dim) → (..., padded_dim)``; computed in float32 and returned in ``x``'s dtype.
+
+        ``backend="jax"`` is this pure-JAX maths (the reference, differentiable in every mode);
+        ``"auto"`` / ``"ffi"`` route to the compiled kernels (:func:`rotorjax.ops.rotate`)."""
+        if backend != "jax":
+            from rotorjax import ops  # ops builds on this module
+
+            return ops.rotate(self, x, backend)
         x = _check_input(x, self.dim, f"input to the {self.kind!r} rotation")
         y = self._forward(_pad(x.astype(jnp.float32), self.padded_dim))
         return y.astype(x.dtype)
 
-    def inverse(self, y: jax.Array) -> jax.Array:
-        """``(..., padded_dim) → (..., dim)``, the transpose of :meth:`apply`."""
+    def inverse(self, y: jax.Array, backend: str = "jax") -> jax.Array:
+        """``(..., padded_dim) → (..., dim)``, the transpose of :meth:`apply`; ``backend`` as there."""
+        if backend != "jax":
+            from rotorjax import ops
+
+            return ops.inverse_rotate(self, y, backend)
         y = _check_input(y, self.padded_dim, f"input to the inverse {self.kind!r} rotation")
         x = self._backward(y.astype(jnp.float32))[..., : self.dim]
         return x.astype(y.dtype)

@@ -156,6 +156,15 @@ RJ_FN int rj_block_size(int kind) {
 /* Floats of raw parameters per block: 4 for a rotor or quaternion, 1 for a Givens angle. */
 RJ_FN int rj_params_per_block(int kind) { return kind == RJ_KIND_PLANAR ? 1 : 4; }
 
+/* Coordinates a kind rotates for input dimension dim: next_pow2 for hadamard, max(dim, 3) for
+ * rotor-mix, whole blocks for rotor/planar/iso, dim itself for RJ_KIND_NONE. */
+RJ_FN int rj_padded_dim(int kind, int dim) {
+  if (kind == RJ_KIND_HADAMARD) return rj_next_pow2(dim);
+  if (kind == RJ_KIND_ROTOR_MIX) return dim < 3 ? 3 : dim;
+  const int k = rj_block_size(kind);
+  return k ? (dim + k - 1) / k * k : dim;
+}
+
 /* Raw parameters of `count` blocks → `count` row-major k×k matrices (k = rj_block_size(kind)).
  * For rotor-mix, count = stages · ⌈n/3⌉ rotors, stage-major. */
 RJ_FN void rj_block_matrices(int kind, RJ_PARAM float* params, int count, RJ_THREAD float* mats) {
@@ -242,6 +251,14 @@ RJ_FN void rj_dense_matvec(RJ_THREAD float* in, RJ_THREAD float* out, int lanes,
     }
 }
 
+/* Inner products of one vector q (n coordinates, contiguous) with every lane of a tile:
+ * out[l] = Σ_c q[c] · t[c, l]. */
+RJ_FN void rj_tile_dot(RJ_THREAD const float* q, RJ_THREAD const float* t, int n, int lanes, RJ_THREAD float* out) {
+  for (int l = 0; l < lanes; ++l) out[l] = 0.0f;
+  for (int c = 0; c < n; ++c)
+    for (int l = 0; l < lanes; ++l) out[l] += q[c] * t[c * lanes + l];
+}
+
 /* ------------------------------------------------------------------------------------------------
  * Rotor-mix: R_S H_S ⋯ R_1 H_1 R_0 on n = max(dim, 3) coordinates (no padding)
  * ---------------------------------------------------------------------------------------------- */
@@ -255,6 +272,21 @@ RJ_FN int rj_rotor_mix_window_start(int window, int n) { return window == 0 ? 0 
  * block overlaps the one before it and must be applied after it. */
 RJ_FN int rj_rotor_stage_blocks(int n) { return (n + 2) / 3; }
 RJ_FN int rj_rotor_stage_block_start(int g, int n) { return 3 * g < n - 3 ? 3 * g : n - 3; }
+
+/* Number of k×k block matrices a kind uses on dim (0 for hadamard and RJ_KIND_NONE). */
+RJ_FN int rj_num_blocks(int kind, int dim) {
+  const int n = rj_padded_dim(kind, dim);
+  if (kind == RJ_KIND_ROTOR_MIX) return (rj_rotor_mix_windows(n) + 1) * rj_rotor_stage_blocks(n);
+  const int k = rj_block_size(kind);
+  return k ? n / k : 0;
+}
+
+/* Floats of raw parameters a kind takes on dim: n signs for hadamard; one rotor, angle or quaternion
+ * per block for rotor/planar/iso/rotor-mix; 0 for RJ_KIND_NONE. */
+RJ_FN int rj_raw_param_count(int kind, int dim) {
+  if (kind == RJ_KIND_HADAMARD) return rj_padded_dim(kind, dim);
+  return rj_num_blocks(kind, dim) * rj_params_per_block(kind);
+}
 
 /* One rotor stage in place; blocks in order g = 0, 1, ... (forward) or reversed with transposed
  * blocks (`inverse`). mats: ⌈n/3⌉ row-major 3×3 matrices. */
@@ -362,7 +394,40 @@ RJ_FN void rj_unpack(RJ_DEVICE const unsigned char* bytes, int n, int bits, RJ_T
  * γ √(π/2)/m · Sᵀ(2z − 1) with γ = ‖r‖ and S an m×n Gaussian matrix.
  * ---------------------------------------------------------------------------------------------- */
 
-/* √(π/2) / m, the QJL reconstruction scale. */
+/* √(π/2) / m, the QJL reconstruction scale (multiplied by γ per vector). */
 RJ_FN float rj_qjl_scale(int m) { return 1.2533141373155003f / (float)m; }
+
+/* Residual sketch of one tile: r = y − c[idx] (into r), gamma[l] = ‖r_l‖, proj = S r (m × n matrix S),
+ * bit[j, l] = proj[j, l] ≥ 0 (into bits, an int tile ready for rj_pack with 1 bit). */
+RJ_FN void rj_qjl_sketch(RJ_THREAD float* y, RJ_THREAD int* idx, int n, int lanes, RJ_PARAM float* centroids,
+                         RJ_PARAM float* s, int m, RJ_THREAD float* r, RJ_THREAD float* proj,
+                         RJ_THREAD int* bits, RJ_THREAD float* gamma) {
+  for (int l = 0; l < lanes; ++l) gamma[l] = 0.0f;
+  for (int c = 0; c < n; ++c)
+    for (int l = 0; l < lanes; ++l) {
+      const float d = y[c * lanes + l] - centroids[idx[c * lanes + l]];
+      r[c * lanes + l] = d;
+      gamma[l] += d * d;
+    }
+  for (int l = 0; l < lanes; ++l) gamma[l] = RJ_SQRT(gamma[l]);
+  rj_dense_matvec(r, proj, lanes, s, m, n, 0);
+  for (int i = 0; i < m * lanes; ++i) bits[i] = proj[i] >= 0.0f ? 1 : 0;
+}
+
+/* Centroids of a tile's indices: y = c[idx]. */
+RJ_FN void rj_dequantize(RJ_THREAD int* idx, int n, int lanes, RJ_PARAM float* centroids, RJ_THREAD float* y) {
+  for (int i = 0; i < n * lanes; ++i) y[i] = centroids[idx[i]];
+}
+
+/* Adds the QJL term γ_l √(π/2)/m · Sᵀ(2z − 1) to a tile y (n × lanes) from sketch bits z (int tile,
+ * m × lanes) and residual norms gamma; signs (m × lanes) and proj (n × lanes) are scratch. */
+RJ_FN void rj_qjl_correct(RJ_THREAD float* y, int n, int lanes, RJ_THREAD int* bits, RJ_PARAM float* s, int m,
+                          RJ_THREAD float* gamma, RJ_THREAD float* signs, RJ_THREAD float* proj) {
+  for (int i = 0; i < m * lanes; ++i) signs[i] = 2.0f * (float)bits[i] - 1.0f;
+  rj_dense_matvec(signs, proj, lanes, s, m, n, 1);
+  const float scale = rj_qjl_scale(m);
+  for (int c = 0; c < n; ++c)
+    for (int l = 0; l < lanes; ++l) y[c * lanes + l] += gamma[l] * scale * proj[c * lanes + l];
+}
 
 #endif /* ROTORJAX_KERNEL_MATH_H_ */
