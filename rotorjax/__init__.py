@@ -1,8 +1,8 @@
 """rotorjax: rotation-based vector quantization (TurboQuant, Clifford rotors) in JAX."""
 
-from rotorjax import clifford, codebooks, metrics, packing, rotations
+from rotorjax import clifford, codebooks, inputs, metrics, packing, rotations
 from rotorjax.codebooks import lloyd_max
 from rotorjax.quantizer import Codes, TurboQuant
 
-__all__ = ["Codes", "TurboQuant", "clifford", "codebooks", "lloyd_max", "metrics", "packing", "rotations"]
+__all__ = ["Codes", "TurboQuant", "clifford", "codebooks", "inputs", "lloyd_max", "metrics", "packing", "rotations"]
 __version__ = "0.1.0"

@@ -97,24 +97,15 @@ def test_params_and_flops():
     assert at128["rotor-mix"].num_params == 2 * 43 * 4
 
 
-def _inputs(kind, n, dim, key):
-    if kind == "isotropic":
-        return jax.random.normal(key, (n, dim))
-    if kind == "one-hot":
-        return jax.nn.one_hot(jax.random.randint(key, (n,), 0, dim), dim)
-    x = jax.random.normal(key, (n, dim))
-    return x.at[:, jnp.array([1, dim // 3, dim // 2 + 1, dim - 2])].multiply(20.0)
-
-
 def _mse(kind, inputs, bits, key):
     tq = rj.TurboQuant(inputs.shape[-1], bits, kind, key=key)
     return float(rj.metrics.mse(inputs, tq.decode(tq.encode(inputs))))
 
 
-@pytest.mark.parametrize("inputs", ["isotropic", "one-hot", "outlier"])
+@pytest.mark.parametrize("inputs", rj.inputs.FAMILIES)
 def test_rotor_mix_quality_within_125_percent_of_haar(inputs, key):
     """The issue's target at d = 128; block rotors miss it badly on structured inputs."""
-    x = _inputs(inputs, 2000, 128, key)
+    x = rj.inputs.make(inputs, key, 2000, 128)
     for bits in (2, 3, 4):
         haar = np.mean([_mse("haar", x, bits, jax.random.key(s)) for s in range(2)])
         mix = np.mean([_mse("rotor-mix", x, bits, jax.random.key(s)) for s in range(2)])
