@@ -1,0 +1,141 @@
+"""Builds the CPU emulation of the Metal kernels (emulate.cc) and calls it from NumPy.
+
+``build(kernels_dir)`` compiles the ``.metal`` sources of ``kernels_dir`` (default: the repository's)
+with the metal_stdlib shim into a shared library, cached in the temp directory under a hash of every
+input, so a test session compiles each distinct source set once. ``Emulator`` wraps its C ABI with
+the operand layout of ``rotorjax._ffi`` (raw rotation parameters, codebook, optional QJL matrix).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+PLUGIN = Path(__file__).resolve().parents[1]
+ROOT = PLUGIN.parent
+KERNELS = PLUGIN / "kernels"
+INCLUDES = (PLUGIN / "shim", ROOT / "ffi" / "include", PLUGIN / "include")
+F32, F16 = 0, 1  # RJ_METAL_F32 / RJ_METAL_F16
+DTYPES = {np.dtype(np.float32): F32, np.dtype(np.float16): F16}
+
+
+def compiler() -> str:
+    """clang++ (what the issue and docs/metal.md name); its absence is an error, not a skip."""
+    cxx = shutil.which("clang++")
+    if cxx is None:
+        raise RuntimeError("clang++ not found: install clang (CI: apt-get install -y clang)")
+    return cxx
+
+
+def include_flags(kernels_dir: Path) -> list[str]:
+    return [f"-I{p}" for p in (*INCLUDES, kernels_dir)]
+
+
+def syntax_check(source: Path, kernels_dir: Path = KERNELS) -> subprocess.CompletedProcess:
+    """``clang++ -fsyntax-only`` of one ``.metal`` file with the shim's address spaces on."""
+    cmd = [compiler(), "-x", "c++", "-std=c++17", "-fsyntax-only", "-Wall", "-Wextra", "-Werror",
+           "-Wno-unknown-attributes", "-DRJ_SHIM_ADDRESS_SPACES", *include_flags(kernels_dir), str(source)]
+    return subprocess.run(cmd, capture_output=True, text=True)
+
+
+def _inputs(kernels_dir: Path) -> list[Path]:
+    files = [PLUGIN / "emulation" / "emulate.cc", *sorted(kernels_dir.iterdir())]
+    for d in INCLUDES:
+        files += sorted(p for p in d.rglob("*") if p.is_file())
+    return files
+
+
+def build(kernels_dir: Path = KERNELS) -> Path:
+    """The emulation library for the kernels in ``kernels_dir`` (compiled once per distinct input)."""
+    cxx = compiler()
+    flags = ["-std=c++17", "-O1", "-shared", "-fPIC", "-Wall", "-Werror", "-Wno-unknown-attributes"]
+    h = hashlib.sha256(" ".join([cxx, *flags]).encode())
+    for f in _inputs(kernels_dir):
+        h.update(f.name.encode() + f.read_bytes())
+    lib = Path(tempfile.gettempdir()) / f"rotorjax-metal-emu-{h.hexdigest()[:16]}.so"
+    if not lib.exists():
+        tmp = lib.with_suffix(f".{os.getpid()}.tmp")
+        cmd = [cxx, *flags, *include_flags(kernels_dir), str(PLUGIN / "emulation" / "emulate.cc"), "-o", str(tmp)]
+        subprocess.run(cmd, check=True, capture_output=True, text=True)
+        tmp.replace(lib)
+    return lib
+
+
+def _ptr(a):
+    return None if a is None else a.ctypes.data_as(ctypes.c_void_p)
+
+
+def _f32(a):
+    return None if a is None else np.ascontiguousarray(a, np.float32)
+
+
+class Emulator:
+    """The emulated kernels. Arrays are NumPy; ``raw`` is the flat float32 rotation parameters and
+    ``qjl`` the (m, n) QJL matrix or None."""
+
+    def __init__(self, lib: Path):
+        self._lib = ctypes.CDLL(str(lib))
+        for name in ("rj_emu_encode", "rj_emu_decode", "rj_emu_scores"):
+            getattr(self._lib, name).restype = ctypes.c_char_p
+
+    @staticmethod
+    def _check(err):
+        if err is not None:
+            raise ValueError(err.decode())
+
+    def encode(self, x, raw, boundaries, centroids, qjl=None, *, kind, bits):
+        x = np.ascontiguousarray(x)
+        rows, dim = x.shape
+        raw, boundaries, centroids, qjl = map(_f32, (raw, boundaries, centroids, qjl))
+        n = self.padded_dim(kind, dim)
+        m = 0 if qjl is None else qjl.shape[0]
+        codes = np.zeros((rows, -(-n * bits // 8)), np.uint8)
+        norms = np.zeros(rows, np.float32)
+        qbits = np.zeros((rows, -(-m // 8)), np.uint8)
+        qnorms = np.zeros(rows, np.float32)
+        self._check(self._lib.rj_emu_encode(
+            kind, dim, bits, m, rows, DTYPES[x.dtype], _ptr(x), _ptr(raw), ctypes.c_longlong(raw.size),
+            _ptr(boundaries), _ptr(centroids), _ptr(qjl), _ptr(codes), _ptr(norms), _ptr(qbits), _ptr(qnorms)))
+        return (codes, norms) + ((qbits, qnorms) if m else ())
+
+    def decode(self, codes, norms, raw, centroids, qjl=None, *, kind, dim, bits, dtype=np.float32):
+        codes = np.ascontiguousarray(codes, np.uint8)
+        norms, raw, centroids = map(_f32, (norms, raw, centroids))
+        m, s, qbits, qnorms = self._qjl(qjl)
+        out = np.zeros((codes.shape[0], dim), dtype)
+        self._check(self._lib.rj_emu_decode(
+            kind, dim, bits, m, codes.shape[0], DTYPES[np.dtype(dtype)], _ptr(codes), _ptr(norms), _ptr(raw),
+            ctypes.c_longlong(raw.size), _ptr(centroids), _ptr(s), _ptr(qbits), _ptr(qnorms), _ptr(out)))
+        return out
+
+    def scores(self, q, codes, norms, raw, centroids, qjl=None, *, kind, bits, divisor=1.0):
+        q = np.ascontiguousarray(q)
+        codes = np.ascontiguousarray(codes, np.uint8)
+        norms, raw, centroids = map(_f32, (norms, raw, centroids))
+        m, s, qbits, qnorms = self._qjl(qjl)
+        out = np.zeros((q.shape[0], codes.shape[0]), np.float32)
+        self._check(self._lib.rj_emu_scores(
+            kind, q.shape[1], bits, m, q.shape[0], codes.shape[0], DTYPES[q.dtype], ctypes.c_float(divisor),
+            _ptr(q), _ptr(codes), _ptr(norms), _ptr(raw), ctypes.c_longlong(raw.size), _ptr(centroids), _ptr(s),
+            _ptr(qbits), _ptr(qnorms), _ptr(out)))
+        return out
+
+    @staticmethod
+    def _qjl(qjl):
+        """``(matrix, bits, residual norms)`` or None → (m, matrix, bits, norms) as the C ABI takes them."""
+        if qjl is None:
+            return 0, None, None, None
+        s, qbits, qnorms = qjl
+        s = _f32(s)
+        return s.shape[0], s, np.ascontiguousarray(qbits, np.uint8), _f32(qnorms)
+
+    def padded_dim(self, kind: int, dim: int) -> int:
+        """The kernels' rotated width for ``kind`` on ``dim`` (rj_padded_dim)."""
+        return self._lib.rj_emu_padded_dim(kind, dim)

@@ -1,0 +1,67 @@
+// How a rotorjax op becomes Metal dispatches, shared by the Objective-C++ host (host/) and the CPU
+// emulation harness (emulation/), so the harness tests the same argument checks and grid sizes the
+// GPU gets. Plain C++; the maths it needs comes from rotorjax/kernel_math.h.
+#pragma once
+
+#include <string>
+
+#include "rotorjax/kernel_math.h"
+#include "rotorjax_metal/args.h"
+
+namespace rotorjax_metal {
+
+// Kernel entry points in the metallib (kernels/*.metal).
+inline constexpr const char* kBlockMatricesKernel = "rotorjax_block_matrices";
+inline constexpr const char* kEncodeKernel = "rotorjax_encode";
+inline constexpr const char* kDecodeKernel = "rotorjax_decode";
+inline constexpr const char* kRotateQueriesKernel = "rotorjax_rotate_queries";
+inline constexpr const char* kScoresKernel = "rotorjax_scores";
+
+// Threads per threadgroup of every dispatch (one thread per vector; grids are rounded up to whole
+// threadgroups and the kernels return early past the end).
+inline constexpr int kThreadsPerGroup = 64;
+
+// Threadgroups covering `threads` threads.
+inline int Groups(int threads) { return (threads + kThreadsPerGroup - 1) / kThreadsPerGroup; }
+
+// Checks an op's sizes and fills its argument block; returns "" or what is wrong. `raw_params` is the
+// number of raw rotation parameters passed (rotorjax._ffi.rotation_operands).
+inline std::string MakeArgs(int kind, int dim, int bits, int m, long long rows, long long queries, int dtype,
+                            float divisor, long long raw_params, rj_metal_args* a) {
+  if (kind < RJ_KIND_NONE || kind > RJ_KIND_ROTOR_MIX) return "unknown rotation kind " + std::to_string(kind);
+  if (dim < 2) return "dim must be >= 2, got " + std::to_string(dim);
+  if (bits < 1 || bits > 8) return "bits must be in 1..8, got " + std::to_string(bits);
+  if (dtype != RJ_METAL_F32 && dtype != RJ_METAL_F16) return "the Metal kernels take float32 or float16 vectors";
+  const int n = rj_padded_dim(kind, dim);
+  if (n > RJ_METAL_MAX_N || m > RJ_METAL_MAX_N)
+    return "the Metal kernels handle up to " + std::to_string(RJ_METAL_MAX_N) + " rotated coordinates, got " +
+           std::to_string(n > m ? n : m);
+  if (m < 0) return "QJL rows must be >= 0";
+  if (rows < 0 || queries < 0 || rows > 0x7fffffff || queries > 0x7fffffff || rows * (queries > 0 ? queries : 1) > 0x7fffffff)
+    return "too many vectors for 32-bit indexing";
+  if (!(divisor > 0.0f)) return "divisor must be positive";
+  if (raw_params != rj_raw_param_count(kind, dim))
+    return "rotation kind " + std::to_string(kind) + " on dim " + std::to_string(dim) + " takes " +
+           std::to_string(rj_raw_param_count(kind, dim)) + " parameters, got " + std::to_string(raw_params);
+  a->kind = kind;
+  a->dim = dim;
+  a->n = n;
+  a->bits = bits;
+  a->m = m;
+  a->rows = int(rows);
+  a->queries = int(queries);
+  a->dtype = dtype;
+  a->blocks = kind == RJ_KIND_HADAMARD ? 0 : rj_num_blocks(kind, dim);
+  a->divisor = divisor;
+  return "";
+}
+
+// Floats of the rotation buffer the op kernels read: the raw signs for hadamard (used as passed),
+// k×k per block matrix for the block kinds (built by kBlockMatricesKernel), none for RJ_KIND_NONE.
+inline int RotationFloats(const rj_metal_args& a) {
+  if (a.kind == RJ_KIND_HADAMARD) return a.n;
+  const int k = rj_block_size(a.kind);
+  return a.blocks * k * k;
+}
+
+}  // namespace rotorjax_metal
