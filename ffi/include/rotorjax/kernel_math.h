@@ -44,6 +44,9 @@
 #define RJ_SQRT(x) sqrtf(x)
 #define RJ_COS(x) cosf(x)
 #define RJ_SIN(x) sinf(x)
+/* Constant trip counts (fixed kind, width and bits in a specialised kernel) unroll fully, so a
+ * thread's vector stays in registers instead of local memory. */
+#define RJ_UNROLL _Pragma("unroll")
 #else
 #include <math.h>
 #ifndef RJ_FN
@@ -59,6 +62,9 @@
 #define RJ_SIN(x) sinf(x)
 #endif
 
+#ifndef RJ_UNROLL
+#define RJ_UNROLL
+#endif
 #ifndef RJ_THREAD
 #define RJ_THREAD
 #endif
@@ -89,11 +95,16 @@ RJ_FN int rj_next_pow2(int n) {
   return p;
 }
 
-/* Largest power of two <= n (n >= 1). */
+/* Largest power of two <= n (n >= 1). Bit smearing rather than a loop: a constant n then folds to a
+ * constant before loops that depend on it are unrolled (the CUDA kernels' registers need that). */
 RJ_FN int rj_largest_pow2(int n) {
-  int p = 1;
-  while (2 * p <= n) p <<= 1;
-  return p;
+  unsigned int u = (unsigned int)n;
+  u |= u >> 1;
+  u |= u >> 2;
+  u |= u >> 4;
+  u |= u >> 8;
+  u |= u >> 16;
+  return (int)(u - (u >> 1));
 }
 
 /* 1/sqrt(p) for p = 2^k, correctly rounded to float (exact powers of two times 1/sqrt(2)), so every
@@ -169,6 +180,7 @@ RJ_FN int rj_padded_dim(int kind, int dim) {
  * For rotor-mix, count = stages · ⌈n/3⌉ rotors, stage-major. */
 RJ_FN void rj_block_matrices(int kind, RJ_PARAM float* params, int count, RJ_THREAD float* mats) {
   const int k = rj_block_size(kind), pp = rj_params_per_block(kind);
+  RJ_UNROLL
   for (int g = 0; g < count; ++g) {
     if (kind == RJ_KIND_PLANAR) rj_givens_matrix(params[g], mats + g * k * k);
     else if (kind == RJ_KIND_ISO) rj_quaternion_left_matrix(params + g * pp, mats + g * k * k);
@@ -184,16 +196,23 @@ RJ_FN void rj_block_matrices(int kind, RJ_PARAM float* params, int count, RJ_THR
  * v ← m v, or v ← mᵀ v when `transpose` (the inverse of a rotation block). */
 RJ_FN void rj_block_apply(RJ_THREAD float* v, int lanes, RJ_PARAM float* m, int k, int transpose) {
   float a[16];
+  RJ_UNROLL
   for (int r = 0; r < k; ++r)
+    RJ_UNROLL
     for (int c = 0; c < k; ++c) a[r * k + c] = transpose ? m[c * k + r] : m[r * k + c];
+  RJ_UNROLL
   for (int l = 0; l < lanes; ++l) {
     float x[4], y[4];
+    RJ_UNROLL
     for (int c = 0; c < k; ++c) x[c] = v[c * lanes + l];
+    RJ_UNROLL
     for (int r = 0; r < k; ++r) {
       float acc = a[r * k] * x[0];
+      RJ_UNROLL
       for (int c = 1; c < k; ++c) acc += a[r * k + c] * x[c];
       y[r] = acc;
     }
+    RJ_UNROLL
     for (int r = 0; r < k; ++r) v[r * lanes + l] = y[r];
   }
 }
@@ -202,6 +221,7 @@ RJ_FN void rj_block_apply(RJ_THREAD float* v, int lanes, RJ_PARAM float* m, int 
  * [g·k, g·k + k) of a vector zero-padded to num_blocks·k. `inverse` applies the transposes. */
 RJ_FN void rj_block_rotation(RJ_THREAD float* v, int lanes, RJ_PARAM float* mats, int num_blocks, int k,
                              int inverse) {
+  RJ_UNROLL
   for (int g = 0; g < num_blocks; ++g) rj_block_apply(v + g * k * lanes, lanes, mats + g * k * k, k, inverse);
 }
 
@@ -209,20 +229,25 @@ RJ_FN void rj_block_rotation(RJ_THREAD float* v, int lanes, RJ_PARAM float* mats
  * y_i = p^{-1/2} Σ_j (-1)^{popcount(i & j)} x_j. Butterfly at stride h pairs (i, i + h) within each
  * block of 2h: (a, b) → (a + b, a − b). Orthogonal and its own inverse. */
 RJ_FN void rj_fwht(RJ_THREAD float* v, int p, int lanes) {
+  RJ_UNROLL
   for (int h = 1; h < p; h <<= 1) {
-    for (int i = 0; i < p; i += 2 * h) {
-      for (int j = i; j < i + h; ++j) {
-        RJ_THREAD float* a = v + j * lanes;
-        RJ_THREAD float* b = v + (j + h) * lanes;
-        for (int l = 0; l < lanes; ++l) {
-          const float x = a[l], y = b[l];
-          a[l] = x + y;
-          b[l] = x - y;
-        }
+    /* Butterfly q of this stage pairs j = (q / h)·2h + q % h with j + h; one loop of constant trip
+     * count p/2 per stage (not nested loops over blocks) lets CUDA unroll it fully. */
+    RJ_UNROLL
+    for (int q = 0; q < p / 2; ++q) {
+      const int j = ((q & ~(h - 1)) << 1) | (q & (h - 1));
+      RJ_THREAD float* a = v + j * lanes;
+      RJ_THREAD float* b = v + (j + h) * lanes;
+      RJ_UNROLL
+      for (int l = 0; l < lanes; ++l) {
+        const float x = a[l], y = b[l];
+        a[l] = x + y;
+        b[l] = x - y;
       }
     }
   }
   const float s = rj_inv_sqrt_pow2(p);
+  RJ_UNROLL
   for (int i = 0; i < p * lanes; ++i) v[i] *= s;
 }
 
@@ -230,11 +255,15 @@ RJ_FN void rj_fwht(RJ_THREAD float* v, int p, int lanes) {
  * x = s ⊙ (H y). */
 RJ_FN void rj_hadamard_rotation(RJ_THREAD float* v, int n, int lanes, RJ_PARAM float* signs, int inverse) {
   if (!inverse)
+    RJ_UNROLL
     for (int c = 0; c < n; ++c)
+      RJ_UNROLL
       for (int l = 0; l < lanes; ++l) v[c * lanes + l] *= signs[c];
   rj_fwht(v, n, lanes);
   if (inverse)
+    RJ_UNROLL
     for (int c = 0; c < n; ++c)
+      RJ_UNROLL
       for (int l = 0; l < lanes; ++l) v[c * lanes + l] *= signs[c];
 }
 
@@ -243,10 +272,14 @@ RJ_FN void rj_hadamard_rotation(RJ_THREAD float* v, int n, int lanes, RJ_PARAM f
 RJ_FN void rj_dense_matvec(RJ_THREAD float* in, RJ_THREAD float* out, int lanes, RJ_PARAM float* s, int m,
                            int n, int transpose) {
   const int rows = transpose ? n : m, cols = transpose ? m : n;
+  RJ_UNROLL
   for (int r = 0; r < rows * lanes; ++r) out[r] = 0.0f;
+  RJ_UNROLL
   for (int r = 0; r < rows; ++r)
+    RJ_UNROLL
     for (int c = 0; c < cols; ++c) {
       const float a = transpose ? s[c * n + r] : s[r * n + c];
+      RJ_UNROLL
       for (int l = 0; l < lanes; ++l) out[r * lanes + l] += a * in[c * lanes + l];
     }
 }
@@ -254,8 +287,11 @@ RJ_FN void rj_dense_matvec(RJ_THREAD float* in, RJ_THREAD float* out, int lanes,
 /* Inner products of one vector q (n coordinates, contiguous) with every lane of a tile:
  * out[l] = Σ_c q[c] · t[c, l]. */
 RJ_FN void rj_tile_dot(RJ_THREAD const float* q, RJ_THREAD const float* t, int n, int lanes, RJ_THREAD float* out) {
+  RJ_UNROLL
   for (int l = 0; l < lanes; ++l) out[l] = 0.0f;
+  RJ_UNROLL
   for (int c = 0; c < n; ++c)
+    RJ_UNROLL
     for (int l = 0; l < lanes; ++l) out[l] += q[c] * t[c * lanes + l];
 }
 
@@ -292,6 +328,7 @@ RJ_FN int rj_raw_param_count(int kind, int dim) {
  * blocks (`inverse`). mats: ⌈n/3⌉ row-major 3×3 matrices. */
 RJ_FN void rj_rotor_stage(RJ_THREAD float* v, int n, int lanes, RJ_PARAM float* mats, int inverse) {
   const int blocks = rj_rotor_stage_blocks(n);
+  RJ_UNROLL
   for (int i = 0; i < blocks; ++i) {
     const int g = inverse ? blocks - 1 - i : i;
     rj_block_apply(v + rj_rotor_stage_block_start(g, n) * lanes, lanes, mats + 9 * g, 3, inverse);
@@ -305,11 +342,13 @@ RJ_FN void rj_rotor_mix(RJ_THREAD float* v, int n, int lanes, RJ_PARAM float* ma
   const int windows = rj_rotor_mix_windows(n), p = rj_largest_pow2(n), stage = 9 * rj_rotor_stage_blocks(n);
   if (!inverse) {
     rj_rotor_stage(v, n, lanes, mats, 0);
+    RJ_UNROLL
     for (int s = 0; s < windows; ++s) {
       rj_fwht(v + rj_rotor_mix_window_start(s, n) * lanes, p, lanes);
       rj_rotor_stage(v, n, lanes, mats + (s + 1) * stage, 0);
     }
   } else {
+    RJ_UNROLL
     for (int s = windows - 1; s >= 0; --s) {
       rj_rotor_stage(v, n, lanes, mats + (s + 1) * stage, 1);
       rj_fwht(v + rj_rotor_mix_window_start(s, n) * lanes, p, lanes);
@@ -338,14 +377,18 @@ RJ_FN void rj_rotate(int kind, RJ_THREAD float* v, int n, int lanes, RJ_PARAM fl
  * boundaries (a branchless perfect binary search; equals jnp.searchsorted(bnd, y, side="left")). */
 RJ_FN int rj_codebook_index(float y, RJ_PARAM float* bnd, int bits) {
   int pos = 0;
+  RJ_UNROLL
   for (int h = 1 << (bits - 1); h > 0; h >>= 1) pos += bnd[pos + h - 1] < y ? h : 0;
   return pos;
 }
 
 /* rj_codebook_index for every coordinate of a tile: idx[c, l] for y[c, l], c < n. */
 RJ_FN void rj_quantize(RJ_THREAD float* y, RJ_THREAD int* idx, int n, int lanes, RJ_PARAM float* bnd, int bits) {
+  RJ_UNROLL
   for (int i = 0; i < n * lanes; ++i) idx[i] = 0;
+  RJ_UNROLL
   for (int h = 1 << (bits - 1); h > 0; h >>= 1)
+    RJ_UNROLL
     for (int i = 0; i < n * lanes; ++i) idx[i] += bnd[idx[i] + h - 1] < y[i] ? h : 0;
 }
 
@@ -362,6 +405,7 @@ RJ_FN unsigned int rj_pack_byte(RJ_THREAD int* idx, int stride, int n, int bits,
   int last = (8 * k + 7) / bits;
   if (last > n - 1) last = n - 1;
   unsigned int byte = 0;
+  RJ_UNROLL
   for (int i = first; i <= last; ++i) {
     const int shift = i * bits - 8 * k;
     const unsigned int x = (unsigned int)idx[i * stride];
@@ -373,6 +417,7 @@ RJ_FN unsigned int rj_pack_byte(RJ_THREAD int* idx, int stride, int n, int bits,
 /* Pack n indices (stride apart) into rj_packed_size(n, bits) bytes. */
 RJ_FN void rj_pack(RJ_THREAD int* idx, int stride, int n, int bits, RJ_DEVICE unsigned char* out) {
   const int nbytes = rj_packed_size(n, bits);
+  RJ_UNROLL
   for (int k = 0; k < nbytes; ++k) out[k] = (unsigned char)rj_pack_byte(idx, stride, n, bits, k);
 }
 
@@ -386,6 +431,7 @@ RJ_FN int rj_unpack_index(RJ_DEVICE const unsigned char* bytes, int bits, int i)
 
 /* Unpack n indices into idx[i * stride]. */
 RJ_FN void rj_unpack(RJ_DEVICE const unsigned char* bytes, int n, int bits, RJ_THREAD int* idx, int stride) {
+  RJ_UNROLL
   for (int i = 0; i < n; ++i) idx[i * stride] = rj_unpack_index(bytes, bits, i);
 }
 
@@ -402,20 +448,26 @@ RJ_FN float rj_qjl_scale(int m) { return 1.2533141373155003f / (float)m; }
 RJ_FN void rj_qjl_sketch(RJ_THREAD float* y, RJ_THREAD int* idx, int n, int lanes, RJ_PARAM float* centroids,
                          RJ_PARAM float* s, int m, RJ_THREAD float* r, RJ_THREAD float* proj,
                          RJ_THREAD int* bits, RJ_THREAD float* gamma) {
+  RJ_UNROLL
   for (int l = 0; l < lanes; ++l) gamma[l] = 0.0f;
+  RJ_UNROLL
   for (int c = 0; c < n; ++c)
+    RJ_UNROLL
     for (int l = 0; l < lanes; ++l) {
       const float d = y[c * lanes + l] - centroids[idx[c * lanes + l]];
       r[c * lanes + l] = d;
       gamma[l] += d * d;
     }
+  RJ_UNROLL
   for (int l = 0; l < lanes; ++l) gamma[l] = RJ_SQRT(gamma[l]);
   rj_dense_matvec(r, proj, lanes, s, m, n, 0);
+  RJ_UNROLL
   for (int i = 0; i < m * lanes; ++i) bits[i] = proj[i] >= 0.0f ? 1 : 0;
 }
 
 /* Centroids of a tile's indices: y = c[idx]. */
 RJ_FN void rj_dequantize(RJ_THREAD int* idx, int n, int lanes, RJ_PARAM float* centroids, RJ_THREAD float* y) {
+  RJ_UNROLL
   for (int i = 0; i < n * lanes; ++i) y[i] = centroids[idx[i]];
 }
 
@@ -423,10 +475,13 @@ RJ_FN void rj_dequantize(RJ_THREAD int* idx, int n, int lanes, RJ_PARAM float* c
  * m × lanes) and residual norms gamma; signs (m × lanes) and proj (n × lanes) are scratch. */
 RJ_FN void rj_qjl_correct(RJ_THREAD float* y, int n, int lanes, RJ_THREAD int* bits, RJ_PARAM float* s, int m,
                           RJ_THREAD float* gamma, RJ_THREAD float* signs, RJ_THREAD float* proj) {
+  RJ_UNROLL
   for (int i = 0; i < m * lanes; ++i) signs[i] = 2.0f * (float)bits[i] - 1.0f;
   rj_dense_matvec(signs, proj, lanes, s, m, n, 1);
   const float scale = rj_qjl_scale(m);
+  RJ_UNROLL
   for (int c = 0; c < n; ++c)
+    RJ_UNROLL
     for (int l = 0; l < lanes; ++l) y[c * lanes + l] += gamma[l] * scale * proj[c * lanes + l];
 }
 
