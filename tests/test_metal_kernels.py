@@ -12,6 +12,7 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+import ml_dtypes
 import numpy as np
 import pytest
 
@@ -55,6 +56,7 @@ def test_shim_rejects_a_pointer_in_the_wrong_address_space(tmp_path):
 # Calls each shader must make into rotorjax/kernel_math.h.
 HEADER_CALLS = {
     "block_matrices.metal": ["rj_block_matrices", "rj_block_size", "rj_params_per_block"],
+    "rotate.metal": ["rj_rotate"],
     "encode.metal": ["rj_rotate", "rj_quantize", "rj_pack", "rj_packed_size", "rj_qjl_sketch"],
     "decode.metal": ["rj_unpack", "rj_dequantize", "rj_qjl_correct", "rj_rotate"],
     "scores.metal": ["rj_rotate", "rj_dense_matvec", "rj_unpack", "rj_dequantize", "rj_tile_dot", "rj_qjl_scale"],
@@ -101,12 +103,14 @@ def test_definition_pattern_finds_a_local_maths_function():
 
 KIND = {"haar": 0, "hadamard": 1, "rotor": 2, "planar": 3, "iso": 4, "rotor-mix": 5}
 
-# (rotation, dim, bits, qjl, dtype): every kind, odd dims, 1..5 bits (5: the binary-search path), QJL, float16.
+# (rotation, dim, bits, qjl, dtype): every kind, odd dims, 1..5 bits (5: the binary-search path), QJL,
+# float16 and bfloat16.
 CONFIGS = [
     ("hadamard", 5, 2, False, np.float32),
     ("hadamard", 127, 4, True, np.float16),
     ("rotor", 7, 3, False, np.float32),
     ("rotor", 80, 4, False, np.float16),
+    ("rotor", 127, 2, False, ml_dtypes.bfloat16),
     ("planar", 7, 1, False, np.float32),
     ("planar", 127, 3, True, np.float32),
     ("iso", 5, 4, False, np.float32),
@@ -149,12 +153,13 @@ def reference(tq, x, q, debias: bool):
     xf = x.astype(jnp.float32)
     norm = jnp.linalg.norm(xf, axis=-1, keepdims=True)
     y = tq.rotation.apply(xf / jnp.where(norm > 0, norm, 1.0))
-    return codes, tq.decode(codes), tq.scores(q, codes, debias=debias), y, unpack(codes.indices, tq.mse_bits,
-                                                                                  tq.padded_dim)
+    rot = tq.rotation.apply(x)
+    return (codes, tq.decode(codes), tq.scores(q, codes, debias=debias), y,
+            unpack(codes.indices, tq.mse_bits, tq.padded_dim), rot, tq.rotation.inverse(rot))
 
 
 def compare(emu: harness.Emulator, rotation: str, dim: int, bits: int, qjl: bool, dtype, seed: int = 0) -> list[str]:
-    """Runs encode, decode and scores under emulation and with the pure-JAX reference; returns the
+    """Runs rotate, encode, decode and scores under emulation and with the pure-JAX reference; returns the
     mismatches found (empty when the kernels agree)."""
     tq = rotorjax.TurboQuant(dim, bits, rotation=rotation, qjl=qjl, key=jax.random.key(seed), backend="jax")
     kind, kdim, raw = _ffi.rotation_operands(tq.rotation)
@@ -165,11 +170,12 @@ def compare(emu: harness.Emulator, rotation: str, dim: int, bits: int, qjl: bool
     x = inputs(dim, dtype, seed)
     q = np.random.default_rng(seed + 1).standard_normal((QUERIES, dim)).astype(dtype)
     debias = not qjl  # scores debiased without QJL, so the divisor is exercised
-    ref, want_decode, want_scores, y, want_idx = reference(tq, jnp.asarray(x), jnp.asarray(q), debias=debias)
+    ref, want_decode, want_scores, y, want_idx, want_rot, want_back = reference(tq, jnp.asarray(x), jnp.asarray(q), debias=debias)
     y, want_idx = np.asarray(y, np.float64), np.asarray(want_idx)
     # haar is kind "none" for the kernels: XLA applies the dense rotation around them (rotorjax.quantizer).
     mat = np.asarray(tq.rotation.matrix) if rotation == "haar" else None
     dense = (lambda v: v.astype(np.float32) @ mat.T) if rotation == "haar" else (lambda v: v)
+    tol = max(1e-5, 2 * float(ml_dtypes.finfo(dtype).eps))  # float32: 1e-5; float16 / bfloat16 outputs: 2 ulp
     problems = []
 
     def close(name, got, want, rtol):
@@ -178,6 +184,13 @@ def compare(emu: harness.Emulator, rotation: str, dim: int, bits: int, qjl: bool
         err = float(np.max(np.abs(got - want) - rtol * np.abs(want))) / scale if want.size else 0.0
         if not (np.all(np.isfinite(got) == np.isfinite(want)) and err <= rtol):
             problems.append(f"{name}: max relative error {err:.3g} > {rtol}")
+
+    # rotate and its inverse (haar's dense rotation is XLA's, never a kernel's)
+    if rotation != "haar":
+        got = emu.rotate(x, raw, kind=kind, dim=dim)
+        close("rotate", got, want_rot, tol)
+        got = emu.rotate(np.asarray(want_rot), raw, kind=kind, dim=dim, inverse=True)
+        close("inverse rotate", got, want_back, tol)
 
     # encode
     out = emu.encode(dense(x), raw, bnd, cen, smat, kind=kind, bits=b)
@@ -203,7 +216,7 @@ def compare(emu: harness.Emulator, rotation: str, dim: int, bits: int, qjl: bool
     got = emu.decode(ref.indices, ref.norms, raw, cen, q_ops, kind=kind, dim=kdim, bits=b, dtype=dtype)
     if rotation == "haar":
         got = got.astype(np.float32) @ mat
-    close("decode", got, want_decode, 1e-5 if dtype == np.float32 else 2.0 ** -10)
+    close("decode", got, want_decode, tol)
 
     # scores
     got = emu.scores(dense(q), ref.indices, ref.norms, raw, cen, q_ops, kind=kind, bits=b,
@@ -228,6 +241,7 @@ def test_sizes_beyond_the_kernels_arrays_are_refused(emu):
 
 # A wrong direction, sign or index in a shader must fail the comparison above.
 MUTANTS = [
+    ("rotate.metal", "rj_rotate(a.kind, v, n, 1, rot, a.inverse);", "rj_rotate(a.kind, v, n, 1, rot, !a.inverse);"),
     ("encode.metal", "rj_rotate(a.kind, v, n, 1, rot, 0);", "rj_rotate(a.kind, v, n, 1, rot, 1);"),
     ("decode.metal", "v[c] *= norm;", "v[c] *= -norm;"),
     ("scores.metal", "out[i * a.rows + key]", "out[key * a.queries + i]"),

@@ -13,6 +13,7 @@
 #include "block_matrices.metal"
 #include "decode.metal"
 #include "encode.metal"
+#include "rotate.metal"
 #include "scores.metal"
 
 namespace {
@@ -50,11 +51,23 @@ extern "C" {
 // rj_padded_dim of the header, so callers size their outputs by the kernels' own rule.
 int rj_emu_padded_dim(int kind, int dim) { return rj_padded_dim(kind, dim); }
 
+const char* rj_emu_rotate(int kind, int dim, int rows, int dtype, int inverse, const void* x, const float* raw,
+                          long long raw_count, void* out) {
+  rj_metal_args a;
+  const std::string err = rotorjax_metal::MakeArgs(kind, dim, 0, 0, rows, 0, dtype, 1.0f, raw_count, inverse, &a);
+  if (!err.empty()) return Fail(err);
+  std::vector<float> rot = Rotation(a, raw);
+  Grid(a.rows, [&](uint gid) {
+    rotorjax_rotate(static_cast<const uchar*>(x), rot.data(), static_cast<uchar*>(out), a, gid);
+  });
+  return nullptr;
+}
+
 const char* rj_emu_encode(int kind, int dim, int bits, int m, int rows, int dtype, const void* x, const float* raw,
                           long long raw_count, const float* boundaries, const float* centroids, const float* qjl,
                           unsigned char* codes, float* norms, unsigned char* qjl_bits, float* qjl_norms) {
   rj_metal_args a;
-  const std::string err = rotorjax_metal::MakeArgs(kind, dim, bits, m, rows, 0, dtype, 1.0f, raw_count, &a);
+  const std::string err = rotorjax_metal::MakeArgs(kind, dim, bits, m, rows, 0, dtype, 1.0f, raw_count, 0, &a);
   if (!err.empty()) return Fail(err);
   std::vector<float> rot = Rotation(a, raw);
   Grid(a.rows, [&](uint gid) {
@@ -68,7 +81,7 @@ const char* rj_emu_decode(int kind, int dim, int bits, int m, int rows, int dtyp
                           const float* norms, const float* raw, long long raw_count, const float* centroids,
                           const float* qjl, const unsigned char* qjl_bits, const float* qjl_norms, void* out) {
   rj_metal_args a;
-  const std::string err = rotorjax_metal::MakeArgs(kind, dim, bits, m, rows, 0, dtype, 1.0f, raw_count, &a);
+  const std::string err = rotorjax_metal::MakeArgs(kind, dim, bits, m, rows, 0, dtype, 1.0f, raw_count, 0, &a);
   if (!err.empty()) return Fail(err);
   std::vector<float> rot = Rotation(a, raw);
   Grid(a.rows, [&](uint gid) {
@@ -83,7 +96,7 @@ const char* rj_emu_scores(int kind, int dim, int bits, int m, int queries, int r
                           long long raw_count, const float* centroids, const float* qjl,
                           const unsigned char* qjl_bits, const float* qjl_norms, float* out) {
   rj_metal_args a;
-  const std::string err = rotorjax_metal::MakeArgs(kind, dim, bits, m, rows, queries, dtype, divisor, raw_count, &a);
+  const std::string err = rotorjax_metal::MakeArgs(kind, dim, bits, m, rows, queries, dtype, divisor, raw_count, 0, &a);
   if (!err.empty()) return Fail(err);
   std::vector<float> rot = Rotation(a, raw);
   std::vector<float> q_rot(size_t(a.queries) * a.n + 1), q_proj(size_t(a.queries) * a.m + 1);

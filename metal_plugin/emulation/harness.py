@@ -16,14 +16,15 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import ml_dtypes
 import numpy as np
 
 PLUGIN = Path(__file__).resolve().parents[1]
 ROOT = PLUGIN.parent
 KERNELS = PLUGIN / "kernels"
 INCLUDES = (PLUGIN / "shim", ROOT / "ffi" / "include", PLUGIN / "include")
-F32, F16 = 0, 1  # RJ_METAL_F32 / RJ_METAL_F16
-DTYPES = {np.dtype(np.float32): F32, np.dtype(np.float16): F16}
+# RJ_METAL_F32 / F16 / BF16 of rotorjax_metal/args.h.
+DTYPES = {np.dtype(np.float32): 0, np.dtype(np.float16): 1, np.dtype(ml_dtypes.bfloat16): 2}
 
 
 def compiler() -> str:
@@ -82,13 +83,25 @@ class Emulator:
 
     def __init__(self, lib: Path):
         self._lib = ctypes.CDLL(str(lib))
-        for name in ("rj_emu_encode", "rj_emu_decode", "rj_emu_scores"):
+        for name in ("rj_emu_rotate", "rj_emu_encode", "rj_emu_decode", "rj_emu_scores"):
             getattr(self._lib, name).restype = ctypes.c_char_p
 
     @staticmethod
     def _check(err):
         if err is not None:
             raise ValueError(err.decode())
+
+    def rotate(self, x, raw, *, kind, dim, inverse=False):
+        """Π [x; 0] of rows ``x (rows, dim)``, or with ``inverse`` (Πᵀ y)[:dim] of ``y (rows, n)``."""
+        x = np.ascontiguousarray(x)
+        raw = _f32(raw)
+        n = self.padded_dim(kind, dim)
+        out = np.zeros((x.shape[0], dim if inverse else n), x.dtype)
+        if x.shape[1] != (n if inverse else dim):
+            raise ValueError(f"rotate input has width {x.shape[1]}")
+        self._check(self._lib.rj_emu_rotate(kind, dim, x.shape[0], DTYPES[x.dtype], int(inverse), _ptr(x), _ptr(raw),
+                                            ctypes.c_longlong(raw.size), _ptr(out)))
+        return out
 
     def encode(self, x, raw, boundaries, centroids, qjl=None, *, kind, bits):
         x = np.ascontiguousarray(x)

@@ -11,15 +11,25 @@
 
 using namespace metal;
 
-// Element i of a float32 or float16 array, as float.
+// Element i of a float32, float16 or bfloat16 array, as float (bfloat16 is the high half of a float).
 inline float rj_metal_load(device const uchar* base, int dtype, int i) {
-  return dtype == RJ_METAL_F16 ? float(((device const half*)base)[i]) : ((device const float*)base)[i];
+  if (dtype == RJ_METAL_F16) return float(((device const half*)base)[i]);
+  if (dtype == RJ_METAL_BF16) return as_type<float>(uint(((device const ushort*)base)[i]) << 16);
+  return ((device const float*)base)[i];
 }
 
-// Stores v as element i of a float32 or float16 array (to half: round to nearest even).
+// Stores v as element i of a float32, float16 or bfloat16 array, rounding to nearest even as XLA's
+// conversions do (bfloat16 by bits: NaN stays a quiet NaN).
 inline void rj_metal_store(device uchar* base, int dtype, int i, float v) {
-  if (dtype == RJ_METAL_F16) ((device half*)base)[i] = half(v);
-  else ((device float*)base)[i] = v;
+  if (dtype == RJ_METAL_F16) {
+    ((device half*)base)[i] = half(v);
+  } else if (dtype == RJ_METAL_BF16) {
+    const uint u = as_type<uint>(v);
+    ((device ushort*)base)[i] = (u & 0x7fffffffu) > 0x7f800000u ? ushort((u >> 16) | 0x40u)
+                                                                : ushort((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+  } else {
+    ((device float*)base)[i] = v;
+  }
 }
 
 // Row `row` of a (rows, width) float32/float16 array into v[0, width), zeros in v[width, n).

@@ -4,9 +4,11 @@
 #ifndef ROTORJAX_METAL_ARGS_H_
 #define ROTORJAX_METAL_ARGS_H_
 
-/* Element types of float inputs and outputs (x for encode, x̂ for decode, queries for scores). */
+/* Element types of float inputs and outputs (x for encode and rotate, x̂ for decode, queries for
+ * scores): the three the CPU kernels take. */
 #define RJ_METAL_F32 0
 #define RJ_METAL_F16 1
+#define RJ_METAL_BF16 2
 
 /* Largest rotated width n (and QJL rows m) a kernel accepts: its per-thread arrays are this long. */
 #define RJ_METAL_MAX_N 1024
@@ -19,7 +21,8 @@ struct rj_metal_args {
   int m;         /* QJL sketch rows; 0 without QJL */
   int rows;      /* vectors encoded or decoded; for scores, the encoded keys */
   int queries;   /* scores only: the queries */
-  int dtype;     /* RJ_METAL_F32 or RJ_METAL_F16 */
+  int inverse;   /* rotate only: 1 for (Πᵀ y)[:dim], 0 for Π [x; 0] */
+  int dtype;     /* RJ_METAL_F32, RJ_METAL_F16 or RJ_METAL_BF16 */
   int blocks;    /* block matrices built from the raw rotation parameters (rj_num_blocks) */
   float divisor; /* scores only: 1 − D to debias MSE-only scores, else 1 */
 };

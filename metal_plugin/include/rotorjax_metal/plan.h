@@ -12,6 +12,7 @@ namespace rotorjax_metal {
 
 // Kernel entry points in the metallib (kernels/*.metal).
 inline constexpr const char* kBlockMatricesKernel = "rotorjax_block_matrices";
+inline constexpr const char* kRotateKernel = "rotorjax_rotate";
 inline constexpr const char* kEncodeKernel = "rotorjax_encode";
 inline constexpr const char* kDecodeKernel = "rotorjax_decode";
 inline constexpr const char* kRotateQueriesKernel = "rotorjax_rotate_queries";
@@ -25,13 +26,15 @@ inline constexpr int kThreadsPerGroup = 64;
 inline int Groups(int threads) { return (threads + kThreadsPerGroup - 1) / kThreadsPerGroup; }
 
 // Checks an op's sizes and fills its argument block; returns "" or what is wrong. `raw_params` is the
-// number of raw rotation parameters passed (rotorjax._ffi.rotation_operands).
+// number of raw rotation parameters passed (rotorjax._ffi.rotation_operands); rotate has bits = 0.
+// `inverse` is rotate's direction (0 elsewhere).
 inline std::string MakeArgs(int kind, int dim, int bits, int m, long long rows, long long queries, int dtype,
-                            float divisor, long long raw_params, rj_metal_args* a) {
+                            float divisor, long long raw_params, int inverse, rj_metal_args* a) {
   if (kind < RJ_KIND_NONE || kind > RJ_KIND_ROTOR_MIX) return "unknown rotation kind " + std::to_string(kind);
   if (dim < 2) return "dim must be >= 2, got " + std::to_string(dim);
-  if (bits < 1 || bits > 8) return "bits must be in 1..8, got " + std::to_string(bits);
-  if (dtype != RJ_METAL_F32 && dtype != RJ_METAL_F16) return "the Metal kernels take float32 or float16 vectors";
+  if (bits < 0 || bits > 8) return "bits must be in 1..8 (0 for rotate), got " + std::to_string(bits);
+  if (dtype != RJ_METAL_F32 && dtype != RJ_METAL_F16 && dtype != RJ_METAL_BF16)
+    return "the Metal kernels take float32, float16 or bfloat16 vectors";
   const int n = rj_padded_dim(kind, dim);
   if (n > RJ_METAL_MAX_N || m > RJ_METAL_MAX_N)
     return "the Metal kernels handle up to " + std::to_string(RJ_METAL_MAX_N) + " rotated coordinates, got " +
@@ -50,6 +53,7 @@ inline std::string MakeArgs(int kind, int dim, int bits, int m, long long rows, 
   a->m = m;
   a->rows = int(rows);
   a->queries = int(queries);
+  a->inverse = inverse ? 1 : 0;
   a->dtype = dtype;
   a->blocks = kind == RJ_KIND_HADAMARD ? 0 : rj_num_blocks(kind, dim);
   a->divisor = divisor;
