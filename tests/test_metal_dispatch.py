@@ -1,0 +1,69 @@
+"""rotorjax.metal's choice between the Metal kernels and the pure-JAX path, on a fake Metal platform:
+the CPU device posing as one, so the probe is XLA's real answer for targets it has and lacks."""
+
+from __future__ import annotations
+
+import warnings
+
+import jax
+import pytest
+
+from rotorjax import _ffi, metal
+
+
+@pytest.fixture
+def fake_metal(monkeypatch):
+    """The CPU device as platform "mtl"; platforms() decided afresh."""
+    monkeypatch.setattr(metal, "_metal_devices", lambda: {"mtl": jax.devices("cpu")[0]})
+    metal.platforms.cache_clear()
+    yield
+    metal.platforms.cache_clear()
+
+
+def decide():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = metal.platforms()
+    return result, [str(w.message) for w in caught]
+
+
+def test_no_metal_platform_means_no_kernels_and_no_warning(monkeypatch):
+    monkeypatch.setattr(metal, "_metal_devices", dict)
+    metal.platforms.cache_clear()
+    assert decide() == ((), [])
+    metal.platforms.cache_clear()
+
+
+def test_looking_for_metal_backends_never_raises():
+    # Here there are none; on a Mac, whichever Metal plugins are installed.
+    assert set(metal._metal_devices()) <= set(metal.METAL_PLATFORMS)
+
+
+def test_plugin_with_the_targets_is_used_once_announced(fake_metal):
+    if "cpu" not in _ffi.platforms():  # registers the CPU module's targets, which the fake plugin then has
+        pytest.skip("the CPU kernel module is not built (pip install .)")
+    result, messages = decide()
+    assert result == ("mtl",)
+    assert len(messages) == 1 and "using the Metal kernels" in messages[0] and "'mtl'" in messages[0]
+    # Decided once per process: no second probe, no second warning.
+    assert decide() == (("mtl",), [])
+
+
+def test_plugin_without_a_target_falls_back_with_one_warning(fake_metal, monkeypatch):
+    monkeypatch.setattr(metal, "TARGETS", ("rotorjax_not_compiled_in",))
+    result, messages = decide()
+    assert result == ()
+    assert len(messages) == 1
+    assert "pure-JAX path" in messages[0] and "rotorjax_not_compiled_in" in messages[0]
+    assert decide() == ((), [])
+
+
+def test_a_plugin_that_fails_any_custom_call_is_not_an_error(fake_metal, monkeypatch):
+    # jax-metal 0.1.1: every custom call fails to compile ("failed to legalize operation
+    # 'mhlo.custom_call'"); whatever exception the probe meets, dispatch falls back.
+    def fail(*args, **kwargs):
+        raise RuntimeError("error: failed to legalize operation 'mhlo.custom_call'")
+
+    monkeypatch.setattr(jax, "jit", fail)
+    result, messages = decide()
+    assert result == () and "failed to legalize" in messages[0]
