@@ -116,7 +116,7 @@ def _row_partitioned(kernel, data, out_row_dims, rule):
         args, outs = shardings(mesh, arg_shapes, result_shape)
         return mesh, kernel, outs, args
 
-    factors = tuple(sorted({c for c in rule if c.isalpha() and c != "r"}))
+    factors = tuple(dict.fromkeys(c for c in rule if c.isalpha() and c != "r"))  # in order of appearance
     fn.def_partition(partition=partition, infer_sharding_from_operands=infer, sharding_rule=rule,
                      need_replication_factors=factors)
     return fn

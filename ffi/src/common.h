@@ -137,18 +137,28 @@ inline ffi::Error ParseQjlCodes(const char* op, const ffi::RemainingArgs& args, 
   return ffi::Error::Success();
 }
 
+// Rows [row0, row0 + valid) of packed bytes (rows, nbytes) ↔ a byte tile (nbytes × kLanes).
+inline void LoadBytes(const uint8_t* in, int64_t row0, int valid, int nbytes, uint8_t* tile) {
+  std::fill(tile, tile + size_t(nbytes) * kLanes, uint8_t(0));
+  for (int l = 0; l < valid; ++l)
+    for (int k = 0; k < nbytes; ++k) tile[k * kLanes + l] = in[(row0 + l) * nbytes + k];
+}
+
+inline void StoreBytes(const uint8_t* tile, int64_t row0, int valid, int nbytes, uint8_t* out) {
+  for (int l = 0; l < valid; ++l)
+    for (int k = 0; k < nbytes; ++k) out[(row0 + l) * nbytes + k] = tile[k * kLanes + l];
+}
+
 // Unpacks the codes of rows [row0, row0 + valid) into an index tile (lanes past `valid` get index 0),
-// and with QJL their sketch bits and residual norms.
+// and with QJL their sketch bits and residual norms. bytes: scratch of the larger packed size.
 inline void UnpackTile(const uint8_t* codes, int64_t row0, int valid, int n, int bits, int* idx, const QjlCodes& q,
-                       int* sketch, float* gamma) {
-  const int nbytes = rj_packed_size(n, bits);
-  std::fill(idx, idx + size_t(n) * kLanes, 0);
-  for (int l = 0; l < valid; ++l) rj_unpack(codes + (row0 + l) * nbytes, n, bits, idx + l, kLanes);
+                       int* sketch, float* gamma, uint8_t* bytes) {
+  LoadBytes(codes, row0, valid, rj_packed_size(n, bits), bytes);
+  rj_unpack(bytes, n, kLanes, bits, idx);
   if (!q.s) return;
-  const int qbytes = rj_packed_size(q.m, 1);
-  std::fill(sketch, sketch + size_t(q.m) * kLanes, 0);
   for (int l = 0; l < kLanes; ++l) gamma[l] = l < valid ? q.gamma[row0 + l] : 0.0f;
-  for (int l = 0; l < valid; ++l) rj_unpack(q.bits + (row0 + l) * qbytes, q.m, 1, sketch + l, kLanes);
+  LoadBytes(q.bits, row0, valid, rj_packed_size(q.m, 1), bytes);
+  rj_unpack(bytes, q.m, kLanes, 1, sketch);
 }
 
 // Loads rows [row0, row0 + valid) of a (rows, width) array into a zeroed kLanes × n tile.

@@ -34,12 +34,13 @@ static ffi::Error DecodeImpl(ffi::Buffer<ffi::U8> codes, ffi::Buffer<ffi::F32> n
     ParallelTiles(tiles, int64_t(kLanes) * (n * 12 + 2 * q.m * n), [&](int64_t t0, int64_t t1) {
       std::vector<float> v(size_t(n) * kLanes), signs(size_t(q.m) * kLanes), proj(q.s ? size_t(n) * kLanes : 0);
       std::vector<int> idx(size_t(n) * kLanes), sketch(size_t(q.m) * kLanes);
+      std::vector<uint8_t> bytes(size_t(std::max(rj_packed_size(n, int(bits)), rj_packed_size(q.m, 1))) * kLanes);
       float gamma[kLanes], norm[kLanes];
       for (int64_t t = t0; t < t1; ++t) {
         const int64_t row0 = t * kLanes;
         const int valid = int(std::min<int64_t>(kLanes, rows - row0));
-        UnpackTile(code_ptr, row0, valid, n, int(bits), idx.data(), q, sketch.data(), gamma);
-        rj_dequantize(idx.data(), n, kLanes, cen, v.data());
+        UnpackTile(code_ptr, row0, valid, n, int(bits), idx.data(), q, sketch.data(), gamma, bytes.data());
+        rj_dequantize(idx.data(), n * kLanes, cen, v.data());
         if (q.s) rj_qjl_correct(v.data(), n, kLanes, sketch.data(), q.s, q.m, gamma, signs.data(), proj.data());
         for (int l = 0; l < kLanes; ++l) norm[l] = l < valid ? norm_ptr[row0 + l] : 0.0f;
         for (int c = 0; c < n; ++c)

@@ -54,6 +54,7 @@ static ffi::Error EncodeImpl(ffi::AnyBuffer x, ffi::Buffer<ffi::F32> params, ffi
     ParallelTiles(tiles, int64_t(kLanes) * (n * (10 + int(bits)) + 2 * m * n), [&](int64_t t0, int64_t t1) {
       std::vector<float> v(size_t(n) * kLanes), r(qjl ? size_t(n) * kLanes : 0), proj(size_t(m) * kLanes);
       std::vector<int> idx(size_t(n) * kLanes), sketch(size_t(m) * kLanes);
+      std::vector<uint8_t> bytes(size_t(std::max(nbytes, rj_packed_size(m, 1))) * kLanes);
       float norm[kLanes], gamma[kLanes];
       for (int64_t t = t0; t < t1; ++t) {
         const int64_t row0 = t * kLanes;
@@ -66,18 +67,15 @@ static ffi::Error EncodeImpl(ffi::AnyBuffer x, ffi::Buffer<ffi::F32> params, ffi
         for (int c = 0; c < rot.dim; ++c)
           for (int l = 0; l < kLanes; ++l) v[c * kLanes + l] /= norm[l] > 0.0f ? norm[l] : 1.0f;
         rj_rotate(rot.kind, v.data(), n, kLanes, rot.params.data(), 0);
-        rj_quantize(v.data(), idx.data(), n, kLanes, bnd, int(bits));
-        for (int l = 0; l < valid; ++l) {
-          rj_pack(idx.data() + l, kLanes, n, int(bits), code_ptr + (row0 + l) * nbytes);
-          norm_ptr[row0 + l] = norm[l];
-        }
+        rj_quantize(v.data(), idx.data(), n * kLanes, bnd, int(bits));
+        rj_pack(idx.data(), n, kLanes, int(bits), bytes.data());
+        StoreBytes(bytes.data(), row0, valid, nbytes, code_ptr);
+        for (int l = 0; l < valid; ++l) norm_ptr[row0 + l] = norm[l];
         if (qjl) {
           rj_qjl_sketch(v.data(), idx.data(), n, kLanes, cen, s, m, r.data(), proj.data(), sketch.data(), gamma);
-          const int qbytes = rj_packed_size(m, 1);
-          for (int l = 0; l < valid; ++l) {
-            rj_pack(sketch.data() + l, kLanes, m, 1, qjl_bits + (row0 + l) * qbytes);
-            qjl_norms[row0 + l] = gamma[l];
-          }
+          rj_pack(sketch.data(), m, kLanes, 1, bytes.data());
+          StoreBytes(bytes.data(), row0, valid, rj_packed_size(m, 1), qjl_bits);
+          for (int l = 0; l < valid; ++l) qjl_norms[row0 + l] = gamma[l];
         }
       }
     });

@@ -56,12 +56,13 @@ static ffi::Error ScoresImpl(ffi::AnyBuffer q, ffi::Buffer<ffi::U8> codes, ffi::
   ParallelTiles(tiles, int64_t(kLanes) * (n * 4 + nq * (n + qjl.m)), [&](int64_t t0, int64_t t1) {
     std::vector<float> y(size_t(n) * kLanes), signs(size_t(qjl.m) * kLanes);
     std::vector<int> idx(size_t(n) * kLanes), sketch(size_t(qjl.m) * kLanes);
+    std::vector<uint8_t> bytes(size_t(std::max(rj_packed_size(n, int(bits)), rj_packed_size(qjl.m, 1))) * kLanes);
     float gamma[kLanes], dot[kLanes], sk[kLanes];
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t row0 = t * kLanes;
       const int valid = int(std::min<int64_t>(kLanes, keys - row0));
-      UnpackTile(codes.typed_data(), row0, valid, n, int(bits), idx.data(), qjl, sketch.data(), gamma);
-      rj_dequantize(idx.data(), n, kLanes, cen, y.data());
+      UnpackTile(codes.typed_data(), row0, valid, n, int(bits), idx.data(), qjl, sketch.data(), gamma, bytes.data());
+      rj_dequantize(idx.data(), n * kLanes, cen, y.data());
       for (size_t i = 0; i < signs.size(); ++i) signs[i] = 2.0f * float(sketch[i]) - 1.0f;
       for (int64_t i = 0; i < nq; ++i) {
         rj_tile_dot(&qrot[i * n], y.data(), n, kLanes, dot);

@@ -37,6 +37,7 @@
 #define RJ_SQRT(x) metal::precise::sqrt(x)
 #define RJ_COS(x) metal::precise::cos(x)
 #define RJ_SIN(x) metal::precise::sin(x)
+#define RJ_INF INFINITY
 #elif defined(__CUDACC__)
 #ifndef RJ_FN
 #define RJ_FN __host__ __device__ inline
@@ -44,6 +45,7 @@
 #define RJ_SQRT(x) sqrtf(x)
 #define RJ_COS(x) cosf(x)
 #define RJ_SIN(x) sinf(x)
+#define RJ_INF __builtin_huge_valf() /* host and device */
 /* Constant trip counts (fixed kind, width and bits in a specialised kernel) unroll fully, so a
  * thread's vector stays in registers instead of local memory. */
 #define RJ_UNROLL _Pragma("unroll")
@@ -60,6 +62,7 @@
 #define RJ_SQRT(x) sqrtf(x)
 #define RJ_COS(x) cosf(x)
 #define RJ_SIN(x) sinf(x)
+#define RJ_INF INFINITY
 #endif
 
 #ifndef RJ_UNROLL
@@ -382,57 +385,84 @@ RJ_FN int rj_codebook_index(float y, RJ_PARAM float* bnd, int bits) {
   return pos;
 }
 
-/* rj_codebook_index for every coordinate of a tile: idx[c, l] for y[c, l], c < n. */
-RJ_FN void rj_quantize(RJ_THREAD float* y, RJ_THREAD int* idx, int n, int lanes, RJ_PARAM float* bnd, int bits) {
-  RJ_UNROLL
-  for (int i = 0; i < n * lanes; ++i) idx[i] = 0;
-  RJ_UNROLL
-  for (int h = 1 << (bits - 1); h > 0; h >>= 1)
+/* rj_codebook_index of every element y[i], i < count (a tile is count = n · lanes elements). Up to
+ * 4 bits the boundaries below y are counted directly against 15 boundaries padded with +∞ (a fixed
+ * unrolled count with no data-dependent loads, so it vectorises; the same number by definition);
+ * above, rj_codebook_index per element. */
+RJ_FN void rj_quantize(RJ_THREAD float* y, RJ_THREAD int* idx, int count, RJ_PARAM float* bnd, int bits) {
+  if (bits <= 4) {
+    float b[15];
     RJ_UNROLL
-    for (int i = 0; i < n * lanes; ++i) idx[i] += bnd[idx[i] + h - 1] < y[i] ? h : 0;
+    for (int j = 0; j < 15; ++j) b[j] = j < (1 << bits) - 1 ? bnd[j] : RJ_INF;
+    RJ_UNROLL
+    for (int i = 0; i < count; ++i) {
+      const float v = y[i];
+      int c = 0;
+      RJ_UNROLL
+      for (int j = 0; j < 15; ++j) c += b[j] < v ? 1 : 0;
+      idx[i] = c;
+    }
+  } else {
+    RJ_UNROLL
+    for (int i = 0; i < count; ++i) idx[i] = rj_codebook_index(y[i], bnd, bits);
+  }
+}
+
+/* Centroids of indices: y[i] = c[idx[i]], i < count. */
+RJ_FN void rj_dequantize(RJ_THREAD int* idx, int count, RJ_PARAM float* centroids, RJ_THREAD float* y) {
+  RJ_UNROLL
+  for (int i = 0; i < count; ++i) y[i] = centroids[idx[i]];
 }
 
 /* ------------------------------------------------------------------------------------------------
  * Bit packing (rotorjax.packing): index i's bit j is stream bit i·bits + j; stream bit t is bit t % 8
  * of byte t / 8; n indices take ⌈n·bits/8⌉ bytes; the unused high bits of the last byte are zero.
+ * Byte tiles are coordinate-major like float tiles: byte k of vector l is bytes[k * lanes + l]
+ * (lanes = 1: the plain packed vector).
  * ---------------------------------------------------------------------------------------------- */
 
 RJ_FN int rj_packed_size(int n, int bits) { return (n * bits + 7) / 8; }
 
-/* Byte k of the packed stream of n indices read from idx[i * stride] (stride = lanes for a tile). */
-RJ_FN unsigned int rj_pack_byte(RJ_THREAD int* idx, int stride, int n, int bits, int k) {
-  const int first = (8 * k) / bits;
-  int last = (8 * k + 7) / bits;
-  if (last > n - 1) last = n - 1;
-  unsigned int byte = 0;
-  RJ_UNROLL
-  for (int i = first; i <= last; ++i) {
-    const int shift = i * bits - 8 * k;
-    const unsigned int x = (unsigned int)idx[i * stride];
-    byte |= shift >= 0 ? x << shift : x >> (-shift);
-  }
-  return byte & 0xFFu;
-}
-
-/* Pack n indices (stride apart) into rj_packed_size(n, bits) bytes. */
-RJ_FN void rj_pack(RJ_THREAD int* idx, int stride, int n, int bits, RJ_DEVICE unsigned char* out) {
+/* Packs an index tile (n × lanes) into a byte tile (rj_packed_size(n, bits) × lanes). Byte k holds
+ * the indices i whose bits [i·bits, i·bits + bits) meet [8k, 8k + 8), index i shifted by i·bits − 8k. */
+RJ_FN void rj_pack(RJ_THREAD int* idx, int n, int lanes, int bits, RJ_THREAD unsigned char* bytes) {
   const int nbytes = rj_packed_size(n, bits);
   RJ_UNROLL
-  for (int k = 0; k < nbytes; ++k) out[k] = (unsigned char)rj_pack_byte(idx, stride, n, bits, k);
+  for (int k = 0; k < nbytes; ++k) {
+    const int first = (8 * k) / bits;
+    const int last = (8 * k + 7) / bits < n - 1 ? (8 * k + 7) / bits : n - 1;
+    RJ_UNROLL
+    for (int l = 0; l < lanes; ++l) bytes[k * lanes + l] = 0;
+    RJ_UNROLL
+    for (int i = first; i <= last; ++i) {
+      const int shift = i * bits - 8 * k;  /* the same for every lane: branch outside the lane loop */
+      if (shift >= 0)
+        RJ_UNROLL
+        for (int l = 0; l < lanes; ++l) bytes[k * lanes + l] |= (unsigned char)((unsigned int)idx[i * lanes + l] << shift);
+      else
+        RJ_UNROLL
+        for (int l = 0; l < lanes; ++l) bytes[k * lanes + l] |= (unsigned char)((unsigned int)idx[i * lanes + l] >> (-shift));
+    }
+  }
 }
 
-/* Index i of a packed stream (an index spans at most two bytes since bits ≤ 8). */
-RJ_FN int rj_unpack_index(RJ_DEVICE const unsigned char* bytes, int bits, int i) {
-  const int t = i * bits, k = t >> 3, s = t & 7;
-  unsigned int x = (unsigned int)bytes[k] >> s;
-  if (s + bits > 8) x |= (unsigned int)bytes[k + 1] << (8 - s);
-  return (int)(x & ((1u << bits) - 1u));
-}
-
-/* Unpack n indices into idx[i * stride]. */
-RJ_FN void rj_unpack(RJ_DEVICE const unsigned char* bytes, int n, int bits, RJ_THREAD int* idx, int stride) {
+/* Unpacks a byte tile into an index tile: index i is bits [s, s + bits) of bytes k and k + 1
+ * (t = i·bits, k = t / 8, s = t % 8; an index spans at most two bytes since bits ≤ 8). */
+RJ_FN void rj_unpack(RJ_THREAD const unsigned char* bytes, int n, int lanes, int bits, RJ_THREAD int* idx) {
+  const unsigned int mask = (1u << bits) - 1u;
   RJ_UNROLL
-  for (int i = 0; i < n; ++i) idx[i * stride] = rj_unpack_index(bytes, bits, i);
+  for (int i = 0; i < n; ++i) {
+    const int t = i * bits, k = t >> 3, s = t & 7;
+    if (s + bits > 8) {
+      RJ_UNROLL
+      for (int l = 0; l < lanes; ++l)
+        idx[i * lanes + l] = (int)((((unsigned int)bytes[k * lanes + l] >> s) |
+                                    ((unsigned int)bytes[(k + 1) * lanes + l] << (8 - s))) & mask);
+    } else {
+      RJ_UNROLL
+      for (int l = 0; l < lanes; ++l) idx[i * lanes + l] = (int)(((unsigned int)bytes[k * lanes + l] >> s) & mask);
+    }
+  }
 }
 
 /* ------------------------------------------------------------------------------------------------
@@ -463,12 +493,6 @@ RJ_FN void rj_qjl_sketch(RJ_THREAD float* y, RJ_THREAD int* idx, int n, int lane
   rj_dense_matvec(r, proj, lanes, s, m, n, 0);
   RJ_UNROLL
   for (int i = 0; i < m * lanes; ++i) bits[i] = proj[i] >= 0.0f ? 1 : 0;
-}
-
-/* Centroids of a tile's indices: y = c[idx]. */
-RJ_FN void rj_dequantize(RJ_THREAD int* idx, int n, int lanes, RJ_PARAM float* centroids, RJ_THREAD float* y) {
-  RJ_UNROLL
-  for (int i = 0; i < n * lanes; ++i) y[i] = centroids[idx[i]];
 }
 
 /* Adds the QJL term γ_l √(π/2)/m · Sᵀ(2z − 1) to a tile y (n × lanes) from sketch bits z (int tile,

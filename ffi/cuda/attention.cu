@@ -1,0 +1,341 @@
+// attention_decode on CUDA: softmax(q·Kᵀ/√d)·V for S new query tokens per sequence against a cache
+// whose keys and values are both encoded (own rotation and bits each), grouped-query (G = Hq / Hkv
+// query heads per KV head), with a length per sequence. New token s of S sits at cache position
+// length − S + s and sees positions [0, length − S + s].
+//
+// 1. RotateKernel rotates every query once by the keys' rotation, scaled by 1/√dim.
+// 2. AttentionKernel (flash-decoding): block (split, b·Hkv + h, row chunk) streams 128-token tiles of
+//    its split: one thread per token scores R query rows from the K codes; a warp per row updates the
+//    running max and sum; then a thread per (8 value coordinates, token lane) accumulates the
+//    probabilities times the V centroids, in the values' rotated domain. Writes (max, sum, sum·v).
+// 3. CombineKernel merges the splits of each query row, divides, and un-rotates once by the values'
+//    rotation into the output dtype.
+#include "code_dot.cuh"
+#include "rotate_kernel.cuh"
+
+namespace rotorjax {
+namespace cuda {
+namespace {
+
+constexpr int kTokens = 128;  // tokens per tile = threads per block
+
+struct AttnArgs {
+  const float* qrot;  // (P, rows, QueryStride(nk)): P = B·Hkv (b, h) pairs, rows = G·S
+  const unsigned char* kc;
+  const float* kn;
+  const unsigned char* vc;
+  const float* vn;
+  const int* lengths;
+  const float* kcen;
+  const float* vcen;
+  long long T;
+  int hkv, rows, S, nk, nv, kbits, vbits, chunks, splits, tiles_per_split;
+  float* part;  // (P, chunks, splits, R, nv + 2): Σ p·v, then max and sum
+};
+
+template <int R, int KB, int VB>
+__global__ void __launch_bounds__(kTokens) AttentionKernel(AttnArgs a) {
+  const int kbits = KB > 0 ? KB : a.kbits, vbits = VB > 0 ? VB : a.vbits;
+  const int nkb = rj_packed_size(a.nk, kbits), nvb = rj_packed_size(a.nv, vbits);
+  const int qs = QueryStride(a.nk), csk = ByteStride(GroupedBytes(a.nk, kbits)), csv = ByteStride(GroupedBytes(a.nv, vbits));
+  const int groups = (a.nv + 7) / 8, lanes = kTokens / groups;  // value coordinate groups × token lanes
+  extern __shared__ __align__(16) float smem[];
+  float* kcen = smem;
+  float* vcen = kcen + 256;
+  float* q = vcen + 256;                // R × qs
+  float* prob = q + R * qs;             // R × kTokens: scores, then probabilities × ‖v‖
+  float* knorm = prob + R * kTokens;    // kTokens
+  float* vnorm = knorm + kTokens;       // kTokens
+  float* stat = vnorm + kTokens;        // R × 3: running max, running sum, this tile's rescale
+  float* work = stat + 4 * R;           // K and V byte tiles; after the last tile, the lane reduction
+  unsigned char* kt = reinterpret_cast<unsigned char*>(work);
+  unsigned char* vt = kt + kTokens * csk;
+
+  const int tid = threadIdx.x, p = blockIdx.y, b = p / a.hkv, r0 = blockIdx.z * R;
+  int lim[R];  // tokens [0, lim[r]) visible to row r0 + r (0 for rows past the end)
+  int maxlim = 0;
+#pragma unroll
+  for (int r = 0; r < R; ++r) {
+    const int rg = r0 + r;
+    lim[r] = rg < a.rows ? a.lengths[b] - a.S + 1 + rg % a.S : 0;
+    lim[r] = lim[r] < 0 ? 0 : (lim[r] > a.T ? int(a.T) : lim[r]);
+    maxlim = lim[r] > maxlim ? lim[r] : maxlim;
+  }
+  const long long begin = (long long)blockIdx.x * a.tiles_per_split * kTokens;
+  long long end = begin + (long long)a.tiles_per_split * kTokens;
+  end = end < maxlim ? end : maxlim;
+
+  for (int i = tid; i < 256; i += kTokens) {
+    kcen[i] = i < (1 << kbits) ? a.kcen[i] : 0.0f;
+    vcen[i] = i < (1 << vbits) ? a.vcen[i] : 0.0f;
+  }
+  for (int i = tid; i < R * qs; i += kTokens) {
+    const int r = i / qs;
+    q[i] = r0 + r < a.rows ? a.qrot[((long long)p * a.rows + r0 + r) * qs + i % qs] : 0.0f;
+  }
+  if (tid < R) {
+    stat[3 * tid] = -INFINITY;
+    stat[3 * tid + 1] = 0.0f;
+  }
+  const int cg = tid % groups, tl = tid / groups;
+  const bool vthread = tl < lanes;
+  float acc[R][8] = {};
+
+  for (long long tok0 = begin; tok0 < end; tok0 += kTokens) {
+    const int valid = int(end - tok0 < kTokens ? end - tok0 : kTokens);
+    const long long row0 = (long long)p * a.T + tok0;
+    StageIn<U8>(a.kc + row0 * nkb, (long long)valid * nkb, nkb, kt, csk);
+    StageIn<U8>(a.vc + row0 * nvb, (long long)valid * nvb, nvb, vt, csv);
+    ZeroPad(kt, valid, csk, nkb, GroupedBytes(a.nk, kbits));
+    ZeroPad(vt, valid, csv, nvb, GroupedBytes(a.nv, vbits));
+    knorm[tid] = tid < valid ? a.kn[row0 + tid] : 0.0f;
+    vnorm[tid] = tid < valid ? a.vn[row0 + tid] : 0.0f;
+    __syncthreads();
+
+    // Scores of this thread's token for the R rows (−∞ where masked or past the tile).
+    {
+      float s[R] = {};
+      if (tid < valid) CodeDot<R, KB>(kt + tid * csk, a.nk, kbits, kcen, q, qs, s);
+#pragma unroll
+      for (int r = 0; r < R; ++r) prob[r * kTokens + tid] = tok0 + tid < lim[r] ? s[r] * knorm[tid] : -INFINITY;
+    }
+    __syncthreads();
+
+    // Online softmax: warp w takes rows w, w + 4, ...
+    for (int r = tid / 32; r < R; r += kTokens / 32) {
+      const int lane = tid % 32;
+      float x[kTokens / 32], mx = -INFINITY;
+#pragma unroll
+      for (int i = 0; i < kTokens / 32; ++i) {
+        x[i] = prob[r * kTokens + lane + 32 * i];
+        mx = fmaxf(mx, x[i]);
+      }
+#pragma unroll
+      for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+      const float m_old = stat[3 * r], m_new = fmaxf(m_old, mx);
+      const bool none = m_new == -INFINITY;  // nothing visible yet: keep zeros, no NaN from −∞ − −∞
+      float sum = 0.0f;
+#pragma unroll
+      for (int i = 0; i < kTokens / 32; ++i) {
+        const float e = none ? 0.0f : __expf(x[i] - m_new);
+        sum += e;
+        prob[r * kTokens + lane + 32 * i] = e * vnorm[lane + 32 * i];
+      }
+#pragma unroll
+      for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+      __syncwarp();
+      if (lane == 0) {
+        const float alpha = none ? 1.0f : __expf(m_old - m_new);
+        stat[3 * r] = m_new;
+        stat[3 * r + 1] = stat[3 * r + 1] * alpha + sum;
+        stat[3 * r + 2] = alpha;
+      }
+    }
+    __syncthreads();
+
+    // Σ p · ‖v‖ · c_V[idx] in the values' rotated domain.
+    if (vthread) {
+#pragma unroll
+      for (int r = 0; r < R; ++r) {
+        const float alpha = stat[3 * r + 2];
+#pragma unroll
+        for (int i = 0; i < 8; ++i) acc[r][i] *= alpha;
+      }
+      for (int t = tl; t < valid; t += lanes) {
+        int idx[8];
+        float y[8];
+        rj_unpack(vt + t * csv + cg * vbits, 8, 1, vbits, idx);
+        rj_dequantize(idx, 8, vcen, y);
+#pragma unroll
+        for (int r = 0; r < R; ++r) {
+          const float pr = prob[r * kTokens + t];
+#pragma unroll
+          for (int i = 0; i < 8; ++i) acc[r][i] += pr * y[i];
+        }
+      }
+    }
+    __syncthreads();
+  }
+
+  // Reduce the token lanes (the byte tiles are free now) and write this split's partial sums.
+  float* red = work;  // lanes × R × groups·8
+  const int gw = groups * 8;
+  if (vthread)
+#pragma unroll
+    for (int r = 0; r < R; ++r)
+#pragma unroll
+      for (int i = 0; i < 8; ++i) red[(tl * R + r) * gw + cg * 8 + i] = acc[r][i];
+  __syncthreads();
+  float* out = a.part + (((long long)p * a.chunks + blockIdx.z) * a.splits + blockIdx.x) * R * (a.nv + 2);
+  for (int i = tid; i < R * a.nv; i += kTokens) {
+    const int r = i / a.nv, c = i % a.nv;
+    float s = 0.0f;
+    for (int l = 0; l < lanes; ++l) s += red[(l * R + r) * gw + c];
+    out[r * (a.nv + 2) + c] = s;
+  }
+  if (tid < R) {
+    out[tid * (a.nv + 2) + a.nv] = stat[3 * tid];
+    out[tid * (a.nv + 2) + a.nv + 1] = stat[3 * tid + 1];
+  }
+}
+
+struct CombineArgs {
+  const float* part;
+  long long total_rows;  // P · rows
+  int rows, R, chunks, splits, nv, dim, kind;
+  void* out;
+  int dtype;
+};
+
+// One thread per query row: merge the splits, divide by the sum, un-rotate (c_params holds the
+// values' rotation), store row (b, h·G + g, s) of the output, which is row p·rows + g·S + s.
+__global__ void CombineKernel(CombineArgs a) {
+  const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+  if (row >= a.total_rows) return;
+  const long long p = row / a.rows;
+  const int rg = int(row % a.rows), chunk = rg / a.R, r = rg % a.R;
+  const float* base = a.part + ((p * a.chunks + chunk) * a.splits * a.R + r) * (a.nv + 2);
+  const long long step = (long long)a.R * (a.nv + 2);  // next split, same row
+  float m = -INFINITY;
+  for (int s = 0; s < a.splits; ++s) m = fmaxf(m, base[s * step + a.nv]);
+  float v[kMaxN];
+  for (int c = 0; c < a.nv; ++c) v[c] = 0.0f;
+  float l = 0.0f;
+  if (m != -INFINITY) {
+    for (int s = 0; s < a.splits; ++s) {
+      const float w = __expf(base[s * step + a.nv] - m);
+      l += w * base[s * step + a.nv + 1];
+      for (int c = 0; c < a.nv; ++c) v[c] += w * base[s * step + c];
+    }
+  }
+  const float inv = l > 0.0f ? 1.0f / l : 0.0f;  // a row that sees no token gets zeros
+  for (int c = 0; c < a.nv; ++c) v[c] *= inv;
+  rj_rotate(a.kind, v, a.nv, 1, c_params, 1);
+  WithDtype(a.dtype, [&](auto e) {
+    using E = decltype(e);
+    typename E::S* dst = static_cast<typename E::S*>(a.out) + row * a.dim;
+    for (int c = 0; c < a.dim; ++c) dst[c] = E::Store(v[c]);
+  });
+}
+
+template <int R, int KB, int VB>
+ffi::Error LaunchAttention(cudaStream_t stream, long long P, const AttnArgs& a) {
+  const int csk = ByteStride(GroupedBytes(a.nk, a.kbits)), csv = ByteStride(GroupedBytes(a.nv, a.vbits));
+  const int groups = (a.nv + 7) / 8, lanes = kTokens / groups;
+  const size_t tiles = size_t(kTokens) * (csk + csv), red = size_t(lanes) * R * groups * 8 * sizeof(float);
+  const size_t smem = (512 + R * QueryStride(a.nk) + R * kTokens + 2 * kTokens + 4 * R) * sizeof(float) +
+                      (tiles > red ? tiles : red);
+  const dim3 grid(unsigned(a.splits), unsigned(P), unsigned(a.chunks));
+  return Launch(AttentionKernel<R, KB, VB>, grid, kTokens, smem, stream, a, "attention_decode");
+}
+
+template <int R>
+ffi::Error LaunchAttentionBits(cudaStream_t stream, long long P, const AttnArgs& a) {
+  if (a.kbits == 4 && a.vbits == 4) return LaunchAttention<R, 4, 4>(stream, P, a);
+  if (a.kbits == 3 && a.vbits == 3) return LaunchAttention<R, 3, 3>(stream, P, a);
+  return LaunchAttention<R, 0, 0>(stream, P, a);
+}
+
+ffi::Error AttentionImpl(cudaStream_t stream, ffi::ScratchAllocator scratch, ffi::AnyBuffer q,
+                         ffi::Buffer<ffi::U8> k_codes, ffi::Buffer<ffi::F32> k_norms, ffi::Buffer<ffi::F32> k_params,
+                         ffi::Buffer<ffi::F32> k_centroids, ffi::Buffer<ffi::U8> v_codes, ffi::Buffer<ffi::F32> v_norms,
+                         ffi::Buffer<ffi::F32> v_params, ffi::Buffer<ffi::F32> v_centroids,
+                         ffi::Buffer<ffi::S32> lengths, ffi::Result<ffi::AnyBuffer> out, int64_t k_kind,
+                         int64_t v_kind, int64_t dim, int64_t k_bits, int64_t v_bits) {
+  RotationShape kr, vr;
+  if (ffi::Error err = CheckRotation(k_kind, dim, k_params.element_count(), &kr); err.failure()) return err;
+  if (ffi::Error err = CheckRotation(v_kind, dim, v_params.element_count(), &vr); err.failure()) return err;
+  if (ffi::Error err = CheckBits(k_bits); err.failure()) return err;
+  if (ffi::Error err = CheckBits(v_bits); err.failure()) return err;
+  if (int64_t(k_centroids.element_count()) != (int64_t(1) << k_bits) ||
+      int64_t(v_centroids.element_count()) != (int64_t(1) << v_bits))
+    return Invalid("attention_decode: codebooks must have 2^bits centroids");
+  if (!IsFloat(q.element_type())) return Invalid("attention_decode: query dtype must be float32, bfloat16 or float16");
+  auto qd = q.dimensions(), kd = k_codes.dimensions(), vd = v_codes.dimensions();
+  if (qd.size() != 4 || qd[3] != dim)
+    return Invalid("attention_decode: queries must have shape (B, Hq, S, " + std::to_string(dim) + ")");
+  const int64_t B = qd[0], Hq = qd[1], S = qd[2];
+  if (kd.size() != 4 || kd[0] != B || kd[3] != rj_packed_size(kr.n, int(k_bits)) || vd.size() != 4 ||
+      vd[0] != B || vd[1] != kd[1] || vd[2] != kd[2] || vd[3] != rj_packed_size(vr.n, int(v_bits)))
+    return Invalid("attention_decode: K and V codes must have shape (B, Hkv, T, bytes) with the same B, Hkv, T");
+  const int64_t Hkv = kd[1], T = kd[2];
+  if (Hkv == 0 || Hq % Hkv) return Invalid("attention_decode: query heads must be a multiple of KV heads");
+  if (int64_t(k_norms.element_count()) != B * Hkv * T || int64_t(v_norms.element_count()) != B * Hkv * T)
+    return Invalid("attention_decode: K and V norms must have shape (B, Hkv, T)");
+  if (int64_t(lengths.element_count()) != B) return Invalid("attention_decode: lengths must have shape (B,)");
+  auto od = out->dimensions();
+  if (od.size() != 4 || od[0] != B || od[1] != Hq || od[2] != S || od[3] != dim ||
+      out->element_type() != q.element_type())
+    return Invalid("attention_decode: output must have the queries' shape and dtype");
+  const long long P = B * Hkv, rows = (Hq / Hkv) * S;
+  if (P * rows == 0) return ffi::Error::Success();
+
+  const int R = RowsPerChunk(int(rows < 8 ? rows : 8));
+  const int chunks = int((rows + R - 1) / R);
+  const long long tiles = (T + kTokens - 1) / kTokens;
+  // Enough blocks for several waves over 132 SMs; each split streams whole tiles.
+  long long splits = (2048 + P * chunks - 1) / (P * chunks);
+  splits = splits < 1 ? 1 : (splits > tiles ? (tiles > 0 ? tiles : 1) : splits);
+  const int tiles_per_split = int((tiles + splits - 1) / splits);
+  splits = (tiles + tiles_per_split - 1) / tiles_per_split;
+  if (splits < 1) splits = 1;
+
+  const size_t rot_bytes = std::max(RotationScratchBytes(kr), RotationScratchBytes(vr));
+  void *rot_buf = nullptr, *qrot = nullptr, *part = nullptr;
+  if (ffi::Error err = Scratch(scratch, rot_bytes, &rot_buf); err.failure()) return err;
+  if (ffi::Error err = Scratch(scratch, size_t(P * rows) * QueryStride(kr.n) * sizeof(float), &qrot); err.failure())
+    return err;
+  if (ffi::Error err = Scratch(scratch, size_t(P) * chunks * splits * R * (vr.n + 2) * sizeof(float), &part);
+      err.failure())
+    return err;
+
+  if (ffi::Error err = SetRotation(stream, kr, k_params.typed_data(), static_cast<float*>(rot_buf)); err.failure())
+    return err;
+  // Rotated queries in rows of QueryStride(nk) floats (the padding is zero: the output width).
+  const RotateArgs ra{q.untyped_data(), qrot, DtypeOf(q.element_type()), kF32, P * rows, int(dim),
+                      QueryStride(kr.n), kr.n, kr.kind, 1.0f / sqrtf(float(dim))};
+  if (ffi::Error err = LaunchRotate<false>(stream, kr, ra); err.failure()) return err;
+
+  const AttnArgs a{static_cast<float*>(qrot), k_codes.typed_data(), k_norms.typed_data(), v_codes.typed_data(),
+                   v_norms.typed_data(), lengths.typed_data(), k_centroids.typed_data(), v_centroids.typed_data(),
+                   T, int(Hkv), int(rows), int(S), kr.n, vr.n, int(k_bits), int(v_bits), chunks, int(splits),
+                   tiles_per_split, static_cast<float*>(part)};
+  ffi::Error err = R == 1 ? LaunchAttentionBits<1>(stream, P, a)
+                   : R == 2 ? LaunchAttentionBits<2>(stream, P, a)
+                   : R == 4 ? LaunchAttentionBits<4>(stream, P, a)
+                            : LaunchAttentionBits<8>(stream, P, a);
+  if (err.failure()) return err;
+
+  if (ffi::Error e = SetRotation(stream, vr, v_params.typed_data(), static_cast<float*>(rot_buf)); e.failure())
+    return e;
+  const CombineArgs ca{static_cast<float*>(part), P * rows, int(rows), R, chunks, int(splits), vr.n, int(dim),
+                       vr.kind, out->untyped_data(), DtypeOf(q.element_type())};
+  CombineKernel<<<unsigned((P * rows + 127) / 128), 128, 0, stream>>>(ca);
+  return LaunchError("attention_decode combine");
+}
+
+}  // namespace
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(AttentionDecode, AttentionImpl,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::PlatformStream<cudaStream_t>>()
+                                  .Ctx<ffi::ScratchAllocator>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::Buffer<ffi::U8>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::U8>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::S32>>()
+                                  .Ret<ffi::AnyBuffer>()
+                                  .Attr<int64_t>("k_kind")
+                                  .Attr<int64_t>("v_kind")
+                                  .Attr<int64_t>("dim")
+                                  .Attr<int64_t>("k_bits")
+                                  .Attr<int64_t>("v_bits"));
+
+}  // namespace cuda
+}  // namespace rotorjax

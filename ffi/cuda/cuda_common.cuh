@@ -1,0 +1,240 @@
+// Shared pieces of the CUDA handlers: the rotation in constant memory, block-cooperative staging of
+// rows between global and shared memory (coalesced 16-byte accesses, dtype conversion on the way),
+// and host-side validation. All maths comes from rotorjax/kernel_math.h (RJ_FN is __host__ __device__
+// under nvcc), applied with lanes = 1: one thread per vector.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <cstring>
+#include <string>
+
+#include "common.h"  // ffi/src: Invalid, Flatten, CheckBits, CheckCodes, ParseQjlCodes (shape checks only)
+#include "rotorjax/kernel_math.h"
+#include "xla/ffi/api/ffi.h"
+
+namespace rotorjax {
+namespace cuda {
+
+namespace ffi = xla::ffi;
+
+// Widest rotated vector the CUDA kernels take: a thread's vector, indices and QJL scratch live in
+// registers / local memory, sized for this at compile time.
+constexpr int kMaxN = 512;
+// Prepared rotation parameters (block matrices or Hadamard signs) in constant memory, where every
+// thread of a warp reads the same element: the multiply-adds take them as operands directly. One copy
+// per translation unit (each .cu is its own module), filled by SetRotation on the call's stream.
+constexpr int kMaxParams = 16384;
+static __constant__ float c_params[kMaxParams];
+
+// Element types, numbered as the handlers pass them to kernels.
+enum Dtype : int { kF32 = 0, kBF16 = 1, kF16 = 2 };
+
+struct F32 {
+  using S = float;
+  __device__ static float Load(float x) { return x; }
+  __device__ static float Store(float x) { return x; }
+};
+struct BF16 {
+  using S = __nv_bfloat16;
+  __device__ static float Load(S x) { return __bfloat162float(x); }
+  __device__ static S Store(float x) { return __float2bfloat16_rn(x); }  // round to nearest even, as XLA
+};
+struct F16 {
+  using S = __half;
+  __device__ static float Load(S x) { return __half2float(x); }
+  __device__ static S Store(float x) { return __float2half_rn(x); }
+};
+// Raw bytes (packed codes): staged without conversion.
+struct U8 {
+  using S = unsigned char;
+  __device__ static unsigned char Load(S x) { return x; }
+  __device__ static S Store(unsigned char x) { return x; }
+};
+
+template <typename Fn>
+__device__ __forceinline__ void WithDtype(int dtype, Fn&& fn) {
+  if (dtype == kBF16) fn(BF16{});
+  else if (dtype == kF16) fn(F16{});
+  else fn(F32{});
+}
+
+// Block-cooperative copy of `count` consecutive elements of a row-major (rows, width) array, starting
+// at a row boundary of `src`, into a shared tile: element e goes to tile[(e / width) * stride + e % width].
+// Whole 16-byte chunks when the source is 16-byte aligned (consecutive threads, consecutive chunks).
+template <typename E, typename T>
+__device__ void StageIn(const typename E::S* src, long long count, int width, T* tile, int stride) {
+  using S = typename E::S;
+  constexpr int kPer = 16 / sizeof(S);
+  const bool aligned = (reinterpret_cast<uintptr_t>(src) & 15) == 0;
+  const long long chunks = aligned ? count / kPer : 0;
+#pragma unroll 4
+  for (long long ch = threadIdx.x; ch < chunks; ch += blockDim.x) {
+    const uint4 w = reinterpret_cast<const uint4*>(src)[ch];
+    S vals[kPer];
+    memcpy(vals, &w, 16);
+    const long long e0 = ch * kPer;
+    int r = int(e0 / width), c = int(e0 % width);
+#pragma unroll
+    for (int j = 0; j < kPer; ++j) {
+      tile[r * stride + c] = T(E::Load(vals[j]));
+      if (++c == width) c = 0, ++r;
+    }
+  }
+  for (long long e = chunks * kPer + threadIdx.x; e < count; e += blockDim.x)
+    tile[int(e / width) * stride + int(e % width)] = T(E::Load(src[e]));
+}
+
+// The reverse of StageIn: tile → `count` consecutive elements of dst.
+template <typename E, typename T>
+__device__ void StageOut(const T* tile, int stride, long long count, int width, typename E::S* dst) {
+  using S = typename E::S;
+  constexpr int kPer = 16 / sizeof(S);
+  const bool aligned = (reinterpret_cast<uintptr_t>(dst) & 15) == 0;
+  const long long chunks = aligned ? count / kPer : 0;
+#pragma unroll 4
+  for (long long ch = threadIdx.x; ch < chunks; ch += blockDim.x) {
+    S vals[kPer];
+    const long long e0 = ch * kPer;
+    int r = int(e0 / width), c = int(e0 % width);
+#pragma unroll
+    for (int j = 0; j < kPer; ++j) {
+      vals[j] = E::Store(tile[r * stride + c]);
+      if (++c == width) c = 0, ++r;
+    }
+    uint4 w;
+    memcpy(&w, vals, 16);
+    reinterpret_cast<uint4*>(dst)[ch] = w;
+  }
+  for (long long e = chunks * kPer + threadIdx.x; e < count; e += blockDim.x)
+    dst[e] = E::Store(tile[int(e / width) * stride + int(e % width)]);
+}
+
+// Row strides in shared memory: an odd number of 4-byte words, so that thread t reading word w of
+// its own row (t * stride + w) hits bank (t * stride + w) % 32, distinct across a warp.
+__host__ __device__ inline int FloatStride(int width) { return width | 1; }
+__host__ __device__ inline int ByteStride(int nbytes) { return 4 * (((nbytes + 3) / 4) | 1); }
+
+// Packed rows are read 8 indices at a time (8·bits bits = `bits` whole bytes), so byte tiles hold
+// ⌈n/8⌉·bits bytes per row, the bytes past the packed size zero.
+__host__ __device__ inline int GroupedBytes(int n, int bits) { return (n + 7) / 8 * bits; }
+
+// ---- host side ------------------------------------------------------------------------------------
+
+inline ffi::Error CudaError(cudaError_t err, const char* what) {
+  if (err == cudaSuccess) return ffi::Error::Success();
+  return ffi::Error::Internal(std::string("rotorjax CUDA: ") + what + ": " + cudaGetErrorString(err));
+}
+
+// The last launch's error (a bad configuration shows here, not at the <<<>>> site).
+inline ffi::Error LaunchError(const char* what) { return CudaError(cudaGetLastError(), what); }
+
+inline int DtypeOf(ffi::DataType t) {
+  return t == ffi::DataType::BF16 ? kBF16 : t == ffi::DataType::F16 ? kF16 : kF32;
+}
+inline bool IsFloat(ffi::DataType t) {
+  return t == ffi::DataType::F32 || t == ffi::DataType::BF16 || t == ffi::DataType::F16;
+}
+
+// A rotation as the kernels see it: kind, input dim, rotated width n (parameters go to c_params).
+struct RotationShape {
+  int kind = RJ_KIND_NONE;
+  int dim = 0;
+  int n = 0;
+};
+
+// Floats of prepared parameters: n signs for hadamard, k×k per block for the block kinds.
+inline int PreparedCount(const RotationShape& rot) {
+  const int k = rj_block_size(rot.kind);
+  return rot.kind == RJ_KIND_HADAMARD ? rot.n : rj_num_blocks(rot.kind, rot.dim) * k * k;
+}
+
+// Validates kind / dim / parameter count and returns the shape; the kernels take n ≤ kMaxN.
+inline ffi::Error CheckRotation(int64_t kind, int64_t dim, int64_t raw_count, RotationShape* rot) {
+  if (kind < RJ_KIND_NONE || kind > RJ_KIND_ROTOR_MIX) return Invalid("unknown rotation kind " + std::to_string(kind));
+  if (dim < 2 || dim > kMaxN) return Invalid("CUDA kernels take dim in [2, " + std::to_string(kMaxN) + "], got " + std::to_string(dim));
+  rot->kind = int(kind);
+  rot->dim = int(dim);
+  rot->n = rj_padded_dim(rot->kind, rot->dim);
+  if (rot->n > kMaxN)
+    return Invalid("CUDA kernels take rotated widths up to " + std::to_string(kMaxN) + ", got " + std::to_string(rot->n));
+  const int64_t expected = rj_raw_param_count(rot->kind, rot->dim);
+  if (raw_count != expected)
+    return Invalid("rotation kind " + std::to_string(kind) + " on dim " + std::to_string(dim) + " takes " +
+                   std::to_string(expected) + " parameters, got " + std::to_string(raw_count));
+  if (PreparedCount(*rot) > kMaxParams) return Invalid("rotation parameters exceed the CUDA constant buffer");
+  return ffi::Error::Success();
+}
+
+// One thread per block matrix (or sign): the raw parameters → prepared parameters, in global scratch.
+static __global__ void PrepareRotationKernel(int kind, int count, const float* raw, float* out) {
+  const int g = blockIdx.x * blockDim.x + threadIdx.x;
+  if (g >= count) return;
+  if (kind == RJ_KIND_HADAMARD) {
+    out[g] = raw[g];
+  } else {
+    const int k = rj_block_size(kind);
+    rj_block_matrices(kind, raw + g * rj_params_per_block(kind), 1, out + g * k * k);
+  }
+}
+
+// Bytes of device scratch SetRotation needs.
+inline size_t RotationScratchBytes(const RotationShape& rot) {
+  return size_t(PreparedCount(rot) > 0 ? PreparedCount(rot) : 1) * sizeof(float);
+}
+
+// Prepares `raw` into this module's c_params on the stream: every launch after it on the stream sees
+// them, until the next SetRotation. scratch: RotationScratchBytes(rot) of device memory.
+inline ffi::Error SetRotation(cudaStream_t stream, const RotationShape& rot, const float* raw, float* scratch) {
+  if (rot.kind == RJ_KIND_NONE) return ffi::Error::Success();
+  const int items = rot.kind == RJ_KIND_HADAMARD ? rot.n : rj_num_blocks(rot.kind, rot.dim);
+  PrepareRotationKernel<<<(items + 127) / 128, 128, 0, stream>>>(rot.kind, items, raw, scratch);
+  if (ffi::Error err = LaunchError("preparing the rotation"); err.failure()) return err;
+  return CudaError(cudaMemcpyToSymbolAsync(c_params, scratch, size_t(PreparedCount(rot)) * sizeof(float), 0,
+                                           cudaMemcpyDeviceToDevice, stream),
+                   "copying the rotation to constant memory");
+}
+
+// Device scratch from XLA's allocator (freed after the handler returns, stream-ordered).
+inline ffi::Error Scratch(ffi::ScratchAllocator& alloc, size_t bytes, void** out) {
+  std::optional<void*> p = alloc.Allocate(bytes, 256);
+  if (!p.has_value()) return ffi::Error::Internal("rotorjax CUDA: could not allocate " + std::to_string(bytes) + " bytes of scratch");
+  *out = *p;
+  return ffi::Error::Success();
+}
+
+}  // namespace cuda
+}  // namespace rotorjax
+
+namespace rotorjax {
+namespace cuda {
+
+// Threads (= vectors) per block of the one-thread-per-vector kernels: 128 for widths up to 160,
+// else 32 so that a block's float tile stays well inside shared memory.
+inline int RowsPerBlock(int width) { return width <= 160 ? 128 : 32; }
+
+// Launches kernel<<<grid, threads, smem, stream>>> after raising its dynamic shared-memory limit.
+template <typename Kernel, typename Args>
+ffi::Error Launch(Kernel kernel, dim3 grid, int threads, size_t smem, cudaStream_t stream, const Args& args,
+                  const char* what) {
+  if (grid.x == 0 || grid.y == 0 || grid.z == 0) return ffi::Error::Success();
+  if (ffi::Error err = CudaError(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)), what);
+      err.failure())
+    return err;
+  kernel<<<grid, threads, smem, stream>>>(args);
+  return LaunchError(what);
+}
+
+// Specialisations with everything compile-time (registers only, loops unrolled) for the shapes that
+// matter most; every other shape runs the generic instantiation (runtime sizes, local memory).
+// X(kind, n, bits): n is the rotated width, which must equal the input dim.
+#define RJ_CUDA_FAST_SHAPES(X) \
+  X(RJ_KIND_ROTOR_MIX, 128, 4) \
+  X(RJ_KIND_ROTOR_MIX, 128, 3) \
+  X(RJ_KIND_ROTOR_MIX, 128, 2)
+
+}  // namespace cuda
+}  // namespace rotorjax

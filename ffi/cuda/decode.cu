@@ -1,0 +1,131 @@
+// decode on CUDA: one thread per vector, one pass: unpack → centroids (+ QJL term) → scale by the
+// norm → inverse rotation, codes and output rows staged through shared memory (coalesced).
+#include "cuda_common.cuh"
+
+namespace rotorjax {
+namespace cuda {
+namespace {
+
+struct DecodeArgs {
+  const unsigned char* codes;
+  const float* norms;
+  long long rows;
+  int dim, n, kind, bits;
+  const float* centroids;
+  const float* s;  // QJL matrix (m, n), null without QJL
+  int m;
+  const unsigned char* qjl_bits;
+  const float* gamma;
+  void* out;
+  int dtype;
+};
+
+template <int KIND, int N, int BITS, bool QJL>
+__global__ void __launch_bounds__(128) DecodeKernel(DecodeArgs a) {
+  constexpr int kCap = N > 0 ? N : kMaxN;
+  const int kind = KIND >= 0 ? KIND : a.kind, n = N > 0 ? N : a.n, bits = BITS > 0 ? BITS : a.bits;
+  const int dim = N > 0 ? N : a.dim, nbytes = rj_packed_size(n, bits);
+  const int os = FloatStride(dim), cs = ByteStride(nbytes);
+  extern __shared__ __align__(16) float smem[];
+  float* cen = smem;
+  float* ot = cen + 256;
+  unsigned char* ct = reinterpret_cast<unsigned char*>(ot + blockDim.x * os);
+
+  const long long row0 = (long long)blockIdx.x * blockDim.x;
+  const int valid = int(min((long long)blockDim.x, a.rows - row0));
+  for (int i = threadIdx.x; i < (1 << bits); i += blockDim.x) cen[i] = a.centroids[i];
+  StageIn<U8>(a.codes + row0 * nbytes, (long long)valid * nbytes, nbytes, ct, cs);
+  __syncthreads();
+
+  const int t = threadIdx.x;
+  if (t < valid) {
+    int idx[kCap];
+    rj_unpack(ct + t * cs, n, 1, bits, idx);
+    float v[kCap];
+    rj_dequantize(idx, n, cen, v);
+    if (QJL) {
+      unsigned char sk_bytes[kMaxN / 8];
+      int sketch[kMaxN];
+      float signs[kMaxN], proj[kCap];
+      const int qbytes = rj_packed_size(a.m, 1);
+      for (int k = 0; k < qbytes; ++k) sk_bytes[k] = a.qjl_bits[(row0 + t) * qbytes + k];
+      rj_unpack(sk_bytes, a.m, 1, 1, sketch);
+      float gamma = a.gamma[row0 + t];
+      rj_qjl_correct(v, n, 1, sketch, a.s, a.m, &gamma, signs, proj);
+    }
+    const float norm = a.norms[row0 + t];
+#pragma unroll
+    for (int c = 0; c < n; ++c) v[c] *= norm;
+    rj_rotate(kind, v, n, 1, c_params, 1);
+#pragma unroll
+    for (int c = 0; c < dim; ++c) ot[t * os + c] = v[c];
+  }
+  __syncthreads();
+  WithDtype(a.dtype, [&](auto e) {
+    using E = decltype(e);
+    StageOut<E>(ot, os, (long long)valid * dim, dim, static_cast<typename E::S*>(a.out) + row0 * dim);
+  });
+}
+
+template <int KIND, int N, int BITS, bool QJL>
+ffi::Error LaunchDecode(cudaStream_t stream, const DecodeArgs& a) {
+  const int threads = RowsPerBlock(a.dim);
+  const size_t smem = 256 * sizeof(float) + size_t(threads) * FloatStride(a.dim) * sizeof(float) +
+                      size_t(threads) * ByteStride(rj_packed_size(a.n, a.bits));
+  const dim3 grid(unsigned((a.rows + threads - 1) / threads));
+  return Launch(DecodeKernel<KIND, N, BITS, QJL>, grid, threads, smem, stream, a, "decode");
+}
+
+ffi::Error DecodeImpl(cudaStream_t stream, ffi::ScratchAllocator scratch, ffi::Buffer<ffi::U8> codes,
+                      ffi::Buffer<ffi::F32> norms, ffi::Buffer<ffi::F32> params, ffi::Buffer<ffi::F32> centroids,
+                      ffi::RemainingArgs qjl_args, ffi::Result<ffi::AnyBuffer> out, int64_t kind, int64_t dim,
+                      int64_t bits) {
+  RotationShape rot;
+  if (ffi::Error err = CheckRotation(kind, dim, params.element_count(), &rot); err.failure()) return err;
+  if (ffi::Error err = CheckBits(bits); err.failure()) return err;
+  if (int64_t(centroids.element_count()) != (int64_t(1) << bits))
+    return Invalid("decode: a " + std::to_string(bits) + "-bit codebook has " + std::to_string(1 << bits) + " centroids");
+  int64_t rows = 0;
+  if (ffi::Error err = CheckCodes("decode", codes, norms, rot.n, int(bits), &rows); err.failure()) return err;
+  QjlCodes q;
+  if (ffi::Error err = ParseQjlCodes("decode", qjl_args, rot.n, rows, &q); err.failure()) return err;
+  if (q.m > kMaxN) return Invalid("decode: CUDA kernels take QJL sketches of up to " + std::to_string(kMaxN) + " bits");
+  const Shape2D o = Flatten(out->dimensions());
+  if (o.cols != rot.dim || o.rows != rows)
+    return Invalid("decode: output must have shape (..., " + std::to_string(rot.dim) + "), one row per code");
+  if (!IsFloat(out->element_type())) return Invalid("decode: output dtype must be float32, bfloat16 or float16");
+  if (rows == 0) return ffi::Error::Success();
+
+  const DecodeArgs a{codes.typed_data(), norms.typed_data(), rows, rot.dim, rot.n, rot.kind, int(bits),
+                     centroids.typed_data(), q.s, q.m, q.bits, q.gamma, out->untyped_data(),
+                     DtypeOf(out->element_type())};
+  void* buf = nullptr;
+  if (ffi::Error err = Scratch(scratch, RotationScratchBytes(rot), &buf); err.failure()) return err;
+  if (ffi::Error err = SetRotation(stream, rot, params.typed_data(), static_cast<float*>(buf)); err.failure())
+    return err;
+  if (q.s) return LaunchDecode<-1, 0, 0, true>(stream, a);
+#define RJ_FAST(K, N, B) \
+  if (rot.kind == K && rot.n == N && rot.dim == N && bits == B) return LaunchDecode<K, N, B, false>(stream, a);
+  RJ_CUDA_FAST_SHAPES(RJ_FAST)
+#undef RJ_FAST
+  return LaunchDecode<-1, 0, 0, false>(stream, a);
+}
+
+}  // namespace
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(Decode, DecodeImpl,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::PlatformStream<cudaStream_t>>()
+                                  .Ctx<ffi::ScratchAllocator>()
+                                  .Arg<ffi::Buffer<ffi::U8>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .RemainingArgs()
+                                  .Ret<ffi::AnyBuffer>()
+                                  .Attr<int64_t>("kind")
+                                  .Attr<int64_t>("dim")
+                                  .Attr<int64_t>("bits"));
+
+}  // namespace cuda
+}  // namespace rotorjax

@@ -1,0 +1,172 @@
+// encode on CUDA: one thread per vector, one pass: norm → normalise → rotate → quantize → pack (+ the
+// QJL sketch), input rows staged through shared memory so global reads and writes stay coalesced.
+#include "cuda_common.cuh"
+
+namespace rotorjax {
+namespace cuda {
+namespace {
+
+struct EncodeArgs {
+  const void* x;
+  int dtype;
+  long long rows;
+  int dim, n, kind, bits;
+  const float* boundaries;
+  const float* centroids;
+  const float* s;  // QJL matrix (m, n), null without QJL
+  int m;
+  unsigned char* codes;
+  float* norms;
+  unsigned char* qjl_bits;
+  float* qjl_norms;
+};
+
+// KIND < 0, N == 0, BITS == 0: taken from the arguments at run time.
+template <int KIND, int N, int BITS, bool QJL>
+__global__ void __launch_bounds__(128) EncodeKernel(EncodeArgs a) {
+  constexpr int kCap = N > 0 ? N : kMaxN;
+  const int kind = KIND >= 0 ? KIND : a.kind, n = N > 0 ? N : a.n, bits = BITS > 0 ? BITS : a.bits;
+  const int dim = N > 0 ? N : a.dim, nbytes = rj_packed_size(n, bits);
+  const int xs = FloatStride(dim), cs = ByteStride(nbytes);
+  extern __shared__ __align__(16) float smem[];
+  float* bnd = smem;
+  float* cen = bnd + 256;
+  float* xt = cen + 256;
+  unsigned char* ct = reinterpret_cast<unsigned char*>(xt + blockDim.x * xs);
+
+  const long long row0 = (long long)blockIdx.x * blockDim.x;
+  const int valid = int(min((long long)blockDim.x, a.rows - row0));
+  for (int i = threadIdx.x; i < (1 << bits); i += blockDim.x) {
+    cen[i] = a.centroids[i];
+    if (i + 1 < (1 << bits)) bnd[i] = a.boundaries[i];
+  }
+  WithDtype(a.dtype, [&](auto e) {
+    using E = decltype(e);
+    StageIn<E>(static_cast<const typename E::S*>(a.x) + row0 * dim, (long long)valid * dim, dim, xt, xs);
+  });
+  __syncthreads();
+
+  const int t = threadIdx.x;
+  if (t < valid) {
+    // With N > 0 every bound below is a compile-time constant: loops unroll and v, idx, packed stay in
+    // registers.
+    float v[kCap];
+#pragma unroll
+    for (int c = 0; c < n; ++c) v[c] = c < dim ? xt[t * xs + c] : 0.0f;
+    float norm = 0.0f;
+#pragma unroll
+    for (int c = 0; c < dim; ++c) norm += v[c] * v[c];
+    norm = sqrtf(norm);
+    const float inv = 1.0f / (norm > 0.0f ? norm : 1.0f);  // one division; ≤ 1 ulp from x / ‖x‖
+#pragma unroll
+    for (int c = 0; c < dim; ++c) v[c] *= inv;
+    rj_rotate(kind, v, n, 1, c_params, 0);
+    int idx[kCap];
+#pragma unroll
+    for (int c = 0; c < n; ++c) idx[c] = rj_codebook_index(v[c], bnd, bits);
+    unsigned char packed[kCap];
+    rj_pack(idx, n, 1, bits, packed);
+    unsigned char* row = ct + t * cs;
+#pragma unroll
+    for (int k = 0; k + 4 <= nbytes; k += 4)  // whole words (rows are word-aligned), then the tail
+      *reinterpret_cast<unsigned int*>(row + k) =
+          packed[k] | packed[k + 1] << 8 | packed[k + 2] << 16 | (unsigned int)packed[k + 3] << 24;
+    for (int k = nbytes & ~3; k < nbytes; ++k) row[k] = packed[k];
+    a.norms[row0 + t] = norm;
+    if (QJL) {
+      float r[kCap], proj[kMaxN], gamma;
+      int sketch[kMaxN];
+      rj_qjl_sketch(v, idx, n, 1, cen, a.s, a.m, r, proj, sketch, &gamma);
+      const int qbytes = rj_packed_size(a.m, 1);
+      rj_pack(sketch, a.m, 1, 1, packed);
+      for (int k = 0; k < qbytes; ++k) a.qjl_bits[(row0 + t) * qbytes + k] = packed[k];
+      a.qjl_norms[row0 + t] = gamma;
+    }
+  }
+  __syncthreads();
+  StageOut<U8>(ct, cs, (long long)valid * nbytes, nbytes, a.codes + row0 * nbytes);
+}
+
+template <int KIND, int N, int BITS, bool QJL>
+ffi::Error LaunchEncode(cudaStream_t stream, const EncodeArgs& a) {
+  const int threads = RowsPerBlock(a.dim);
+  const size_t smem = 512 * sizeof(float) + size_t(threads) * FloatStride(a.dim) * sizeof(float) +
+                      size_t(threads) * ByteStride(rj_packed_size(a.n, a.bits));
+  const dim3 grid(unsigned((a.rows + threads - 1) / threads));
+  return Launch(EncodeKernel<KIND, N, BITS, QJL>, grid, threads, smem, stream, a, "encode");
+}
+
+ffi::Error EncodeImpl(cudaStream_t stream, ffi::ScratchAllocator scratch, ffi::AnyBuffer x,
+                      ffi::Buffer<ffi::F32> params, ffi::Buffer<ffi::F32> boundaries, ffi::Buffer<ffi::F32> centroids,
+                      ffi::RemainingArgs qjl_args, ffi::Result<ffi::Buffer<ffi::U8>> codes,
+                      ffi::Result<ffi::Buffer<ffi::F32>> norms, ffi::RemainingRets qjl_rets, int64_t kind,
+                      int64_t dim, int64_t bits) {
+  RotationShape rot;
+  if (ffi::Error err = CheckRotation(kind, dim, params.element_count(), &rot); err.failure()) return err;
+  if (ffi::Error err = CheckBits(bits); err.failure()) return err;
+  const int64_t levels = int64_t(1) << bits;
+  if (int64_t(centroids.element_count()) != levels || int64_t(boundaries.element_count()) != levels - 1)
+    return Invalid("encode: a " + std::to_string(bits) + "-bit codebook has " + std::to_string(levels) +
+                   " centroids and " + std::to_string(levels - 1) + " boundaries");
+  if (!IsFloat(x.element_type())) return Invalid("encode: input dtype must be float32, bfloat16 or float16");
+  const Shape2D in = Flatten(x.dimensions());
+  if (x.dimensions().size() == 0 || in.cols != rot.dim)
+    return Invalid("encode: input must have shape (..., " + std::to_string(rot.dim) + ")");
+  const int nbytes = rj_packed_size(rot.n, int(bits));
+  const Shape2D out = Flatten(codes->dimensions());
+  if (out.cols != nbytes || out.rows != in.rows || int64_t(norms->element_count()) != in.rows)
+    return Invalid("encode: outputs must be codes (..., " + std::to_string(nbytes) + ") and norms (...)");
+  if (qjl_args.size() > 1 || qjl_rets.size() != 2 * qjl_args.size())
+    return Invalid("encode: QJL takes one extra input (the matrix) and two extra outputs");
+
+  EncodeArgs a{x.untyped_data(), DtypeOf(x.element_type()), in.rows, rot.dim, rot.n, rot.kind, int(bits),
+               boundaries.typed_data(), centroids.typed_data(), nullptr, 0, codes->typed_data(),
+               norms->typed_data(), nullptr, nullptr};
+  if (qjl_args.size() == 1) {
+    const ffi::AnyBuffer smat = qjl_args.get<ffi::AnyBuffer>(0).value();
+    if (ffi::Error err = CheckQjlMatrix(smat, rot.n, &a.m); err.failure()) return err;
+    if (a.m > kMaxN) return Invalid("encode: CUDA kernels take QJL sketches of up to " + std::to_string(kMaxN) + " bits");
+    auto bits_out = qjl_rets.get<ffi::AnyBuffer>(0).value();
+    auto gamma_out = qjl_rets.get<ffi::AnyBuffer>(1).value();
+    if (bits_out->element_type() != ffi::DataType::U8 ||
+        int64_t(bits_out->element_count()) != in.rows * rj_packed_size(a.m, 1) ||
+        gamma_out->element_type() != ffi::DataType::F32 || int64_t(gamma_out->element_count()) != in.rows)
+      return Invalid("encode: QJL outputs must be bits u8 (..., " + std::to_string(rj_packed_size(a.m, 1)) +
+                     ") and residual norms f32 (...)");
+    a.s = static_cast<const float*>(smat.untyped_data());
+    a.qjl_bits = static_cast<unsigned char*>(bits_out->untyped_data());
+    a.qjl_norms = static_cast<float*>(gamma_out->untyped_data());
+  }
+  if (in.rows == 0) return ffi::Error::Success();
+  void* buf = nullptr;
+  if (ffi::Error err = Scratch(scratch, RotationScratchBytes(rot), &buf); err.failure()) return err;
+  if (ffi::Error err = SetRotation(stream, rot, params.typed_data(), static_cast<float*>(buf)); err.failure())
+    return err;
+  if (a.s) return LaunchEncode<-1, 0, 0, true>(stream, a);
+#define RJ_FAST(K, N, B) \
+  if (rot.kind == K && rot.n == N && rot.dim == N && bits == B) return LaunchEncode<K, N, B, false>(stream, a);
+  RJ_CUDA_FAST_SHAPES(RJ_FAST)
+#undef RJ_FAST
+  return LaunchEncode<-1, 0, 0, false>(stream, a);
+}
+
+}  // namespace
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(Encode, EncodeImpl,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::PlatformStream<cudaStream_t>>()
+                                  .Ctx<ffi::ScratchAllocator>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .RemainingArgs()
+                                  .Ret<ffi::Buffer<ffi::U8>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .RemainingRets()
+                                  .Attr<int64_t>("kind")
+                                  .Attr<int64_t>("dim")
+                                  .Attr<int64_t>("bits"));
+
+}  // namespace cuda
+}  // namespace rotorjax

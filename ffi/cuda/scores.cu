@@ -1,0 +1,189 @@
+// scores on CUDA: ‖x‖ · ⟨Π q, ŷ⟩ straight from the codes. Queries are rotated once (RotateKernel into
+// scratch, with QJL also projected once), then one thread per encoded vector takes a block's R query
+// rows against its packed row. Two targets: rotorjax_scores, every query against every code (as on
+// CPU), and rotorjax_grouped_scores, batch b's queries (B, G, dim) against batch b's codes (B, T).
+#include "code_dot.cuh"
+#include "rotate_kernel.cuh"
+
+namespace rotorjax {
+namespace cuda {
+namespace {
+
+constexpr int kKeys = 128;  // encoded vectors per block, one per thread
+
+struct ScoresArgs {
+  const float* qrot;   // (B, G, n)
+  const float* qproj;  // (B, G, m): S Π q, null without QJL
+  const unsigned char* codes;
+  const float* norms;
+  const unsigned char* qjl_bits;
+  const float* gamma;
+  const float* centroids;
+  long long T;
+  int G, n, bits, m;
+  float divisor, qjl_scale;
+  float* out;  // (B, G, T)
+};
+
+template <int R, int BITS>
+__global__ void __launch_bounds__(kKeys) ScoresKernel(ScoresArgs a) {
+  const int bits = BITS > 0 ? BITS : a.bits, n = a.n, nbytes = rj_packed_size(n, bits);
+  const int qs = QueryStride(n), ms = QueryStride(a.m), cs = ByteStride(GroupedBytes(n, bits));
+  const int qbytes = rj_packed_size(a.m, 1), ss = ByteStride(qbytes);
+  extern __shared__ __align__(16) float smem[];
+  float* cen = smem;
+  float* q = cen + 256;
+  float* qp = q + R * qs;
+  unsigned char* ct = reinterpret_cast<unsigned char*>(qp + R * ms);
+  unsigned char* st = ct + kKeys * cs;
+
+  const long long b = blockIdx.z, t0 = (long long)blockIdx.x * kKeys;
+  const int r0 = blockIdx.y * R, valid = int(min((long long)kKeys, a.T - t0));
+  for (int i = threadIdx.x; i < (1 << bits); i += blockDim.x) cen[i] = a.centroids[i];
+  for (int i = threadIdx.x; i < R * qs; i += blockDim.x) {
+    const int r = i / qs, c = i % qs;
+    q[i] = (r0 + r < a.G && c < n) ? a.qrot[(b * a.G + r0 + r) * n + c] : 0.0f;
+  }
+  for (int i = threadIdx.x; i < R * ms; i += blockDim.x) {
+    const int r = i / ms, c = i % ms;
+    qp[i] = (r0 + r < a.G && c < a.m) ? a.qproj[(b * a.G + r0 + r) * a.m + c] : 0.0f;
+  }
+  const long long row0 = b * a.T + t0;
+  StageIn<U8>(a.codes + row0 * nbytes, (long long)valid * nbytes, nbytes, ct, cs);
+  ZeroPad(ct, valid, cs, nbytes, GroupedBytes(n, bits));
+  if (a.m) StageIn<U8>(a.qjl_bits + row0 * qbytes, (long long)valid * qbytes, qbytes, st, ss);
+  __syncthreads();
+
+  const int t = threadIdx.x;
+  if (t >= valid) return;
+  float s[R] = {};
+  CodeDot<R, BITS>(ct + t * cs, n, bits, cen, q, qs, s);
+  if (a.m) {  // QJL: + γ √(π/2)/m · ⟨S Π q, 2z − 1⟩
+    float sk[R] = {};
+    for (int j = 0; j < qbytes; ++j) {
+      int z[8];
+      rj_unpack(st + t * ss + j, 8, 1, 1, z);
+#pragma unroll
+      for (int r = 0; r < R; ++r)
+#pragma unroll
+        for (int i = 0; i < 8; ++i) sk[r] += qp[r * ms + 8 * j + i] * (2.0f * float(z[i]) - 1.0f);
+    }
+    const float g = a.gamma[row0 + t] * a.qjl_scale;
+#pragma unroll
+    for (int r = 0; r < R; ++r) s[r] += g * sk[r];
+  }
+  const float norm = a.norms[row0 + t];
+#pragma unroll
+  for (int r = 0; r < R; ++r)
+    if (r0 + r < a.G) a.out[(b * a.G + r0 + r) * a.T + t0 + t] = s[r] / a.divisor * norm;
+}
+
+// One thread per query row: qproj = S · qrot (rj_dense_matvec on one vector).
+__global__ void ProjectKernel(float* qrot, const float* s, int rows, int m, int n, float* qproj) {
+  const int r = blockIdx.x * blockDim.x + threadIdx.x;
+  if (r < rows) rj_dense_matvec(qrot + (long long)r * n, qproj + (long long)r * m, 1, s, m, n, 0);
+}
+
+template <int R, int BITS>
+ffi::Error LaunchScores(cudaStream_t stream, long long B, const ScoresArgs& a) {
+  const int cs = ByteStride(GroupedBytes(a.n, a.bits)), ss = ByteStride(rj_packed_size(a.m, 1));
+  const size_t smem = (256 + R * QueryStride(a.n) + R * QueryStride(a.m)) * sizeof(float) + kKeys * (cs + ss);
+  const dim3 grid(unsigned((a.T + kKeys - 1) / kKeys), unsigned((a.G + R - 1) / R), unsigned(B));
+  return Launch(ScoresKernel<R, BITS>, grid, kKeys, smem, stream, a, "scores");
+}
+
+template <int R>
+ffi::Error LaunchScoresBits(cudaStream_t stream, long long B, const ScoresArgs& a) {
+  if (a.bits == 4) return LaunchScores<R, 4>(stream, B, a);
+  if (a.bits == 3) return LaunchScores<R, 3>(stream, B, a);
+  return LaunchScores<R, 0>(stream, B, a);
+}
+
+// grouped: q (B, G, dim), codes (B, T, nbytes), norms (B, T) → (B, G, T); else every query row
+// against every code row (B = 1).
+template <bool kGrouped>
+ffi::Error ScoresImpl(cudaStream_t stream, ffi::ScratchAllocator scratch, ffi::AnyBuffer q, ffi::Buffer<ffi::U8> codes,
+                      ffi::Buffer<ffi::F32> norms, ffi::Buffer<ffi::F32> params, ffi::Buffer<ffi::F32> centroids,
+                      ffi::RemainingArgs qjl_args, ffi::Result<ffi::Buffer<ffi::F32>> out, int64_t kind, int64_t dim,
+                      int64_t bits, float divisor) {
+  const char* op = kGrouped ? "grouped_scores" : "scores";
+  RotationShape rot;
+  if (ffi::Error err = CheckRotation(kind, dim, params.element_count(), &rot); err.failure()) return err;
+  if (ffi::Error err = CheckBits(bits); err.failure()) return err;
+  if (int64_t(centroids.element_count()) != (int64_t(1) << bits))
+    return Invalid(std::string(op) + ": a " + std::to_string(bits) + "-bit codebook has " + std::to_string(1 << bits) + " centroids");
+  if (!(divisor > 0.0f)) return Invalid(std::string(op) + ": divisor must be positive");
+  if (!IsFloat(q.element_type())) return Invalid(std::string(op) + ": query dtype must be float32, bfloat16 or float16");
+  const Shape2D qs = Flatten(q.dimensions());
+  if (q.dimensions().size() == 0 || qs.cols != rot.dim)
+    return Invalid(std::string(op) + ": queries must have shape (..., " + std::to_string(rot.dim) + ")");
+  int64_t keys = 0;
+  if (ffi::Error err = CheckCodes(op, codes, norms, rot.n, int(bits), &keys); err.failure()) return err;
+  QjlCodes qjl;
+  if (ffi::Error err = ParseQjlCodes(op, qjl_args, rot.n, keys, &qjl); err.failure()) return err;
+  if (qjl.m > kMaxN) return Invalid(std::string(op) + ": CUDA kernels take QJL sketches of up to " + std::to_string(kMaxN) + " bits");
+  int64_t B = 1;
+  if (kGrouped) {
+    auto qd = q.dimensions(), cd = codes.dimensions();
+    if (qd.size() != 3 || cd.size() != 3 || qd[0] != cd[0])
+      return Invalid("grouped_scores: queries (B, G, dim) and codes (B, T, bytes) must share B");
+    B = qd[0];
+  }
+  const int64_t G = qs.rows / (B ? B : 1), T = keys / (B ? B : 1);
+  if (int64_t(out->element_count()) != B * G * T)
+    return Invalid(std::string(op) + ": output must hold one score per (query, code) pair");
+  if (B * G * T == 0) return ffi::Error::Success();
+
+  void* rot_buf = nullptr;
+  void* qrot = nullptr;
+  void* qproj = nullptr;
+  if (ffi::Error err = Scratch(scratch, RotationScratchBytes(rot), &rot_buf); err.failure()) return err;
+  if (ffi::Error err = Scratch(scratch, size_t(qs.rows) * rot.n * sizeof(float), &qrot); err.failure()) return err;
+  if (qjl.s)
+    if (ffi::Error err = Scratch(scratch, size_t(qs.rows) * qjl.m * sizeof(float), &qproj); err.failure()) return err;
+  if (ffi::Error err = SetRotation(stream, rot, params.typed_data(), static_cast<float*>(rot_buf)); err.failure())
+    return err;
+  const RotateArgs ra{q.untyped_data(), qrot, DtypeOf(q.element_type()), kF32, qs.rows, rot.dim, rot.n, rot.n,
+                      rot.kind, 1.0f};
+  if (ffi::Error err = LaunchRotate<false>(stream, rot, ra); err.failure()) return err;
+  if (qjl.s) {
+    ProjectKernel<<<unsigned((qs.rows + 127) / 128), 128, 0, stream>>>(static_cast<float*>(qrot), qjl.s, int(qs.rows),
+                                                                       qjl.m, rot.n, static_cast<float*>(qproj));
+    if (ffi::Error err = LaunchError("projecting the queries"); err.failure()) return err;
+  }
+  const ScoresArgs a{static_cast<float*>(qrot), static_cast<float*>(qproj), codes.typed_data(), norms.typed_data(),
+                     qjl.bits, qjl.gamma, centroids.typed_data(), T, int(G), rot.n, int(bits), qjl.m, divisor,
+                     qjl.s ? rj_qjl_scale(qjl.m) : 0.0f, out->typed_data()};
+  switch (RowsPerChunk(int(G < 8 ? G : 8))) {
+    case 1: return LaunchScoresBits<1>(stream, B, a);
+    case 2: return LaunchScoresBits<2>(stream, B, a);
+    case 4: return LaunchScoresBits<4>(stream, B, a);
+    default: return LaunchScoresBits<8>(stream, B, a);
+  }
+}
+
+template <bool kGrouped>
+constexpr auto ScoresBinding() {
+  return ffi::Ffi::Bind()
+      .Ctx<ffi::PlatformStream<cudaStream_t>>()
+      .Ctx<ffi::ScratchAllocator>()
+      .Arg<ffi::AnyBuffer>()
+      .Arg<ffi::Buffer<ffi::U8>>()
+      .Arg<ffi::Buffer<ffi::F32>>()
+      .Arg<ffi::Buffer<ffi::F32>>()
+      .Arg<ffi::Buffer<ffi::F32>>()
+      .RemainingArgs()
+      .Ret<ffi::Buffer<ffi::F32>>()
+      .Attr<int64_t>("kind")
+      .Attr<int64_t>("dim")
+      .Attr<int64_t>("bits")
+      .Attr<float>("divisor");
+}
+
+}  // namespace
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(Scores, ScoresImpl<false>, ScoresBinding<false>());
+XLA_FFI_DEFINE_HANDLER_SYMBOL(GroupedScores, ScoresImpl<true>, ScoresBinding<true>());
+
+}  // namespace cuda
+}  // namespace rotorjax
