@@ -2,7 +2,9 @@
 // metal_stdlib shim, each dispatch run over its whole grid (every thread of every threadgroup, as
 // rotorjax_metal::Groups rounds it, in reverse order: kernels must not depend on thread order), with
 // the same argument checks and dispatch sequence as the Objective-C++ host (rotorjax_metal/plan.h).
-// A C ABI for ctypes (harness.py). Each entry returns nullptr or an error message.
+// The C ABI is emulate.h.
+#include "emulate.h"
+
 #include <string>
 #include <vector>
 

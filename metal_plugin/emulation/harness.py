@@ -47,7 +47,7 @@ def syntax_check(source: Path, kernels_dir: Path = KERNELS) -> subprocess.Comple
 
 
 def _inputs(kernels_dir: Path) -> list[Path]:
-    files = [PLUGIN / "emulation" / "emulate.cc", *sorted(kernels_dir.iterdir())]
+    files = [*sorted((PLUGIN / "emulation").glob("emulate.*")), *sorted(kernels_dir.iterdir())]
     for d in INCLUDES:
         files += sorted(p for p in d.rglob("*") if p.is_file())
     return files
@@ -56,7 +56,8 @@ def _inputs(kernels_dir: Path) -> list[Path]:
 def build(kernels_dir: Path = KERNELS) -> Path:
     """The emulation library for the kernels in ``kernels_dir`` (compiled once per distinct input)."""
     cxx = compiler()
-    flags = ["-std=c++17", "-O1", "-shared", "-fPIC", "-Wall", "-Werror", "-Wno-unknown-attributes"]
+    # No FMA contraction: the emulation rounds every operation, the same on every CPU.
+    flags = ["-std=c++17", "-O1", "-shared", "-fPIC", "-ffp-contract=off", "-Wall", "-Werror", "-Wno-unknown-attributes"]
     h = hashlib.sha256(" ".join([cxx, *flags]).encode())
     for f in _inputs(kernels_dir):
         h.update(f.name.encode() + f.read_bytes())
