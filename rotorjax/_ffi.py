@@ -159,6 +159,7 @@ def _rows(x, trailing: int):
 
 @functools.cache
 def _rotate_fn(kind: int, dim: int, n: int, inverse: bool):
+    platforms()  # registers the targets before the first call is lowered
     out_width = dim if inverse else n
 
     def kernel(x, params):
@@ -182,6 +183,7 @@ def rotate(x, params, *, kind: int, dim: int, n: int, inverse: bool):
 
 @functools.cache
 def _encode_fn(kind: int, dim: int, n: int, bits: int, qjl: bool):
+    platforms()  # registers the targets before the first call is lowered
     nbytes = packing.packed_size(n, bits)
 
     def kernel(x, params, boundaries, centroids, *s):
@@ -212,6 +214,7 @@ def encode(x, params, boundaries, centroids, qjl_matrix=None, *, kind: int, dim:
 
 @functools.cache
 def _decode_fn(kind: int, dim: int, bits: int, qjl: bool, dtype: str):
+    platforms()  # registers the targets before the first call is lowered
     def kernel(codes, norms, params, centroids, *q):
         out = jax.ShapeDtypeStruct((codes.shape[0], dim), jnp.dtype(dtype))
         return jax.ffi.ffi_call("rotorjax_decode", out)(
@@ -238,6 +241,7 @@ def decode(codes, norms, params, centroids, qjl=None, *, kind: int, dim: int, bi
 
 @functools.cache
 def _scores_fn(kind: int, dim: int, bits: int, qjl: bool, divisor: float):
+    platforms()  # registers the targets before the first call is lowered
     def kernel(q, codes, norms, params, centroids, *extra):
         out = jax.ShapeDtypeStruct((q.shape[0], codes.shape[0]), jnp.float32)
         return jax.ffi.ffi_call("rotorjax_scores", out)(

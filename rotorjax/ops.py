@@ -22,7 +22,7 @@ import functools
 
 import jax
 
-from rotorjax import _ffi, rotations
+from rotorjax import _ffi, metal, rotations
 
 BACKENDS = ("auto", "jax", "ffi")
 
@@ -33,15 +33,23 @@ def check_backend(backend: str) -> str:
     return backend
 
 
+def kernel_platforms() -> tuple[str, ...]:
+    """Platforms whose kernels are available: compiled extension modules (CPU, CUDA) and Metal PJRT
+    plugins that carry the same targets (:mod:`rotorjax.metal`)."""
+    return _ffi.platforms() + metal.platforms()
+
+
 def dispatch(backend: str, kernel, reference, *args):
     """``kernel(*args)`` or ``reference(*args)`` as ``backend`` says (see the module docstring)."""
     check_backend(backend)
     if backend == "jax":
         return reference(*args)
     if backend == "ffi":
-        _ffi.require(jax.default_backend())
+        platform = jax.default_backend()
+        if platform not in kernel_platforms():
+            _ffi.require(platform)
         return kernel(*args)
-    available = _ffi.platforms()
+    available = kernel_platforms()
     if not available:
         return reference(*args)
     return jax.lax.platform_dependent(*args, default=reference, **{p: kernel for p in available})
