@@ -12,7 +12,8 @@ Nothing here raises because Metal kernels are missing.
 Hooking into dispatch (``rotorjax._ffi.platforms`` / ``rotorjax.ops.dispatch``): add
 ``metal.platforms()`` to the platforms that have kernels. The Metal handlers take the same target
 names, operands and attributes as the CPU module, so ``rotorjax._ffi``'s calls run unchanged there,
-and ``jax.lax.platform_dependent`` picks them on Metal and the pure-JAX reference elsewhere.
+and ``jax.lax.platform_dependent`` picks them on Metal and the pure-JAX reference elsewhere. A
+quantizer whose ``padded_dim`` exceeds :data:`MAX_ROTATED_DIM` must not be routed to them.
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ import jax.numpy as jnp
 METAL_PLATFORMS = ("metal", "mtl", "mps")
 # The targets rotorjax._ffi calls; a plugin is used only if it has all of them.
 TARGETS = ("rotorjax_rotate", "rotorjax_encode", "rotorjax_decode", "rotorjax_scores")
+# Largest rotated width (padded_dim, and QJL rows) the Metal kernels take (RJ_METAL_MAX_N in
+# metal_plugin/include/rotorjax_metal/args.h: their per-thread arrays); larger calls must take the
+# pure-JAX path, since the handlers refuse them.
+MAX_ROTATED_DIM = 1024
 
 
 def _metal_devices() -> dict[str, jax.Device]:

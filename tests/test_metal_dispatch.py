@@ -3,7 +3,9 @@ the CPU device posing as one, so the probe is XLA's real answer for targets it h
 
 from __future__ import annotations
 
+import re
 import warnings
+from pathlib import Path
 
 import jax
 import pytest
@@ -67,3 +69,8 @@ def test_a_plugin_that_fails_any_custom_call_is_not_an_error(fake_metal, monkeyp
     monkeypatch.setattr(jax, "jit", fail)
     result, messages = decide()
     assert result == () and "failed to legalize" in messages[0]
+
+
+def test_max_rotated_dim_is_the_kernels_limit():
+    args = (Path(__file__).resolve().parents[1] / "metal_plugin/include/rotorjax_metal/args.h").read_text()
+    assert int(re.search(r"#define RJ_METAL_MAX_N (\d+)", args).group(1)) == metal.MAX_ROTATED_DIM
