@@ -58,7 +58,9 @@ def platforms() -> tuple[str, ...]:
 
 
 def require(platform: str) -> None:
-    """Raise a clear error unless ``platform`` has compiled kernels."""
+    """Raise a clear error unless ``platform`` has compiled kernels. ``jax.default_backend()`` names a
+    CUDA device "gpu"; its kernels are the "cuda" module's."""
+    platform = "cuda" if platform == "gpu" else platform
     if platform not in platforms():
         why = _load_errors.get(platform, f"no kernel module is defined for {platform!r}")
         raise RuntimeError(
