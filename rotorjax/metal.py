@@ -24,8 +24,9 @@ import warnings
 import jax
 import jax.numpy as jnp
 
-# The plugins' platform names: Apple's jax-metal, metal-pjrt-plugin, jax-mps.
-METAL_PLATFORMS = ("metal", "mtl", "mps")
+# The plugins' backend names (JAX matches them case-sensitively): Apple's jax-metal, metal-pjrt-plugin,
+# jax-mps.
+METAL_PLATFORMS = ("METAL", "metal", "mtl", "mps")
 # The targets rotorjax._ffi calls; a plugin is used only if it has all of them.
 TARGETS = ("rotorjax_rotate", "rotorjax_encode", "rotorjax_decode", "rotorjax_scores")
 # Largest rotated width (padded_dim, and QJL rows) the Metal kernels take (RJ_METAL_MAX_N in
@@ -35,14 +36,15 @@ MAX_ROTATED_DIM = 1024
 
 
 def _metal_devices() -> dict[str, jax.Device]:
-    """One device per Metal platform JAX has initialised, keyed by its lowercase platform name."""
+    """One device per Metal platform JAX has initialised, keyed by its platform name (the name
+    lowering, and so ``jax.lax.platform_dependent``, uses)."""
     found = {}
     for name in METAL_PLATFORMS:
         try:
             device = jax.devices(name)[0]
         except RuntimeError:  # no such backend in this process
             continue
-        found.setdefault(device.platform.lower(), device)
+        found.setdefault(device.platform, device)
     return found
 
 

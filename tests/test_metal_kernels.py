@@ -101,8 +101,6 @@ def test_definition_pattern_finds_a_local_maths_function():
 
 # --- behaviour under emulation -------------------------------------------------------------------------
 
-KIND = {"haar": 0, "hadamard": 1, "rotor": 2, "planar": 3, "iso": 4, "rotor-mix": 5}
-
 # (rotation, dim, bits, qjl, dtype): every kind, odd dims, 1..5 bits (5: the binary-search path), QJL,
 # float16 and bfloat16.
 CONFIGS = [
@@ -170,7 +168,8 @@ def compare(emu: harness.Emulator, rotation: str, dim: int, bits: int, qjl: bool
     x = inputs(dim, dtype, seed)
     q = np.random.default_rng(seed + 1).standard_normal((QUERIES, dim)).astype(dtype)
     debias = not qjl  # scores debiased without QJL, so the divisor is exercised
-    ref, want_decode, want_scores, y, want_idx, want_rot, want_back = reference(tq, jnp.asarray(x), jnp.asarray(q), debias=debias)
+    ref, want_decode, want_scores, y, want_idx, want_rot, want_back = reference(
+        tq, jnp.asarray(x), jnp.asarray(q), debias=debias)
     y, want_idx = np.asarray(y, np.float64), np.asarray(want_idx)
     # haar is kind "none" for the kernels: XLA applies the dense rotation around them (rotorjax.quantizer).
     mat = np.asarray(tq.rotation.matrix) if rotation == "haar" else None
