@@ -114,7 +114,6 @@ bool Check(Gpu& gpu, int kind, int dim, int bits, int m, int dtype, std::mt19937
   for (float& v : x) v = normal(rng);
   for (float& v : q) v = normal(rng);
   for (float& v : s) v = normal(rng);
-  x[0 * dim + dim - 1] = 0.0f;
   for (int c = 0; c < dim; ++c) x[size_t(1) * dim + c] = 0.0f;  // a zero vector
   std::vector<float> bnd((1 << bits) - 1), cen(1 << bits);
   for (float& v : bnd) v = normal(rng) / std::sqrt(float(n));

@@ -58,7 +58,10 @@ class Encoding {
   ~Encoding() {
     [enc_ endEncoding];
     NSArray* keep = scratch_;
-    [cb_ addCompletedHandler:^(id<MTLCommandBuffer>) { (void)keep; }];
+    [cb_ addCompletedHandler:^(id<MTLCommandBuffer> done) {
+      (void)done;
+      (void)keep;
+    }];
   }
 
   Buffer Scratch(int floats) {
