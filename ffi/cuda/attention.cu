@@ -97,7 +97,8 @@ __global__ void __launch_bounds__(kTokens) AttentionKernel(AttnArgs a) {
       float s[R] = {};
       if (tid < valid) CodeDot<R, KB>(kt + tid * csk, a.nk, kbits, kcen, q, qs, s);
 #pragma unroll
-      for (int r = 0; r < R; ++r) prob[r * kTokens + tid] = tok0 + tid < lim[r] ? s[r] * knorm[tid] : -INFINITY;
+      for (int r = 0; r < R; ++r)
+        prob[r * kTokens + tid] = tid < valid && tok0 + tid < lim[r] ? s[r] * knorm[tid] : -INFINITY;
     }
     __syncthreads();
 
