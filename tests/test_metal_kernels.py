@@ -102,7 +102,7 @@ def test_definition_pattern_finds_a_local_maths_function():
 # --- behaviour under emulation -------------------------------------------------------------------------
 
 # (rotation, dim, bits, qjl, dtype): every kind, odd dims, 1..5 bits (5: the binary-search path), QJL,
-# float16 and bfloat16.
+# float16 and bfloat16; rotor-mix with one and two Hadamard windows, with and without an overlapping block.
 CONFIGS = [
     ("hadamard", 5, 2, False, np.float32),
     ("hadamard", 127, 4, True, np.float16),
@@ -114,8 +114,8 @@ CONFIGS = [
     ("iso", 5, 4, False, np.float32),
     ("iso", 80, 2, False, np.float32),
     ("rotor-mix", 5, 3, True, np.float32),
-    ("rotor-mix", 7, 4, False, np.float16),
-    ("rotor-mix", 80, 4, False, np.float32),
+    ("rotor-mix", 8, 4, False, np.float16),  # one Hadamard window
+    ("rotor-mix", 96, 4, False, np.float32),  # 3 | n: no overlapping rotor block
     ("rotor-mix", 127, 5, False, np.float32),
     ("haar", 80, 3, False, np.float32),
 ]
@@ -256,4 +256,4 @@ def test_a_wrong_shader_fails_the_comparison(tmp_path, shader, old, new):
     assert src.count(old) == 1, f"mutation site gone from {shader}"
     (kernels / shader).write_text(src.replace(old, new))
     mutant = harness.Emulator(harness.build(kernels))
-    assert compare(mutant, "rotor-mix", 80, 4, False, np.float32) != []
+    assert compare(mutant, "rotor-mix", 96, 4, False, np.float32) != []
