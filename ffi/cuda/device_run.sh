@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # One call on the GPU machine (issue 7): build with the CUDA kernels, benchmark, test, sanitize.
 # Logs go to $OUT (the device tool's folder); stages have time limits so the call ends inside 10 min.
-#   bash ffi/cuda/device_run.sh [stages...]   (default: build tests bench sanitize)
+#   bash ffi/cuda/device_run.sh [stages...]   (default: build bench tests sanitize profile)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/rotorjax_out}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false
-stages=${*:-build tests bench sanitize}
+stages=${*:-build bench tests sanitize profile}
 start=$(date +%s)
 step() {  # step NAME SECONDS CMD...: run with a limit, full log under $OUT, tail here
   local name=$1 limit=$2
@@ -22,14 +22,16 @@ nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,memory.used --fo
 python3 -c "import jax; print('jax', jax.__version__, jax.devices())"
 for s in $stages; do
   case $s in
-    build) step build 240 env ROTORJAX_CUDA=on python3 -m pip install --no-build-isolation --no-deps -v -e . ;;
-    bench) XLA_PYTHON_CLIENT_PREALLOCATE=true step bench 160 python3 benchmarks/cuda_kernels.py --json "$OUT/bench.json" ;;
-    tests) step tests 170 python3 -m pytest -q --maxfail=15 -p no:cacheprovider tests/test_cuda.py ;;
+    build) step build 200 env ROTORJAX_CUDA=on python3 -m pip install --no-build-isolation --no-deps -v -e . ;;
+    bench) XLA_PYTHON_CLIENT_PREALLOCATE=true step bench 130 python3 benchmarks/cuda_kernels.py --json "$OUT/bench.json" ;;
+    tests) step tests 140 python3 -m pytest -q --maxfail=15 -p no:cacheprovider tests/test_cuda.py ;;
     sanitize)
       for tool in memcheck racecheck; do
-        XLA_PYTHON_CLIENT_ALLOCATOR=platform step "$tool" 75 compute-sanitizer --tool "$tool" --error-exitcode 9 \
+        XLA_PYTHON_CLIENT_ALLOCATOR=platform step "$tool" 45 compute-sanitizer --tool "$tool" --error-exitcode 9 \
           --kernel-name kns=rotorjax python3 ffi/cuda/sanitize.py
       done ;;
+    profile) step profile 60 ncu --clock-control none --section SpeedOfLight --section LaunchStats --section Occupancy \
+        --kernel-name regex:'(Encode|Decode|Scores|Attention)Kernel' --launch-count 4 python3 benchmarks/cuda_profile.py ;;
     *) echo "unknown stage $s" ;;
   esac
 done

@@ -1,0 +1,21 @@
+"""One launch of each CUDA kernel at the benchmark sizes, for Nsight Compute:
+
+    ncu --clock-control none --section SpeedOfLight --kernel-name regex:'(Encode|Decode|Scores|Attention)Kernel' python benchmarks/cuda_profile.py
+"""
+
+import jax
+import jax.numpy as jnp
+
+from rotorjax import TurboQuant, attention
+
+key = jax.random.key(0)
+kq = TurboQuant(128, 4, "rotor-mix", key=key)
+x = jax.random.normal(key, (4_194_304, 128), jnp.float32)
+codes = jax.block_until_ready(kq.encode(x))
+jax.block_until_ready(kq.decode(codes))
+del x
+kc = jax.block_until_ready(kq.encode(jax.random.normal(key, (16, 8, 32768, 128), jnp.bfloat16)))
+q = jax.random.normal(key, (16, 8, 4, 128), jnp.bfloat16)
+jax.block_until_ready(attention.grouped_scores(kq, q, kc))
+out = attention.attention_decode(q.reshape(16, 32, 1, 128), kq, kc, kq, kc, jnp.full((16,), 32768, jnp.int32))
+jax.block_until_ready(out)
