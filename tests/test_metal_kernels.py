@@ -246,12 +246,15 @@ def test_kernels_match_the_reference_under_emulation(emu, rotation, dim, bits, q
     assert compare(emu, rotation, dim, bits, qjl, dtype) == []
 
 
-def test_sizes_beyond_the_kernels_arrays_are_refused(emu):
-    x = np.ones((2, 1100), np.float32)
-    tq = rotorjax.TurboQuant(1100, 2, rotation="rotor", backend="jax")
-    _, _, raw = _ffi.rotation_operands(tq.rotation)
-    with pytest.raises(ValueError, match="up to 1024"):
-        emu.encode(x, np.asarray(raw), np.asarray(tq.boundaries), np.asarray(tq.centroids), kind=2, bits=2)
+@pytest.mark.parametrize("dim,raw_size,bits,match", [
+    (1100, 4 * 367, 2, "up to 1024"),  # beyond the kernels' per-thread arrays
+    (80, 2 * 27 * 4, 2, "takes 324 parameters"),  # rotor-mix on 80: 3 stages of 27 rotors, not 2
+    (80, 3 * 27 * 4, 9, "bits must be in 1..8"),
+])
+def test_the_host_checks_refuse_bad_operands(emu, dim, raw_size, bits, match):
+    x = np.ones((2, dim), np.float32)
+    with pytest.raises(ValueError, match=match):
+        emu.encode(x, np.zeros(raw_size, np.float32), np.zeros(3), np.zeros(4), kind=5, bits=bits)
 
 
 # A wrong direction, sign or index in a shader must fail the comparison above.
