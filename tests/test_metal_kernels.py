@@ -51,6 +51,12 @@ def test_shim_rejects_a_pointer_in_the_wrong_address_space(tmp_path):
     assert result.returncode != 0 and "address space" in result.stderr
 
 
+@pytest.mark.parametrize("source", sorted((harness.PLUGIN / "host").glob("*.mm")), ids=lambda p: p.name)
+def test_host_code_type_checks_against_the_metal_api_declarations(source):
+    result = harness.host_syntax_check(source)
+    assert result.returncode == 0, result.stderr
+
+
 # --- drift: the shaders' maths is the header's --------------------------------------------------------
 
 # Calls each shader must make into rotorjax/kernel_math.h.

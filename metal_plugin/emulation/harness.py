@@ -46,6 +46,15 @@ def syntax_check(source: Path, kernels_dir: Path = KERNELS) -> subprocess.Comple
     return subprocess.run(cmd, capture_output=True, text=True)
 
 
+def host_syntax_check(source: Path) -> subprocess.CompletedProcess:
+    """``clang++ -x objective-c++ -fsyntax-only`` of host code against the Foundation/Metal declarations
+    in shim/objc (ARC and blocks on, as the macOS build compiles it)."""
+    cmd = [compiler(), "-x", "objective-c++", "-std=c++17", "-fobjc-arc", "-fblocks", "-fobjc-runtime=gnustep-2.0",
+           "-fsyntax-only", "-Wall", "-Wextra", "-Werror", f"-I{PLUGIN / 'shim' / 'objc'}", f"-I{PLUGIN / 'host'}",
+           f"-I{PLUGIN / 'include'}", f"-I{PLUGIN / 'emulation'}", f"-I{ROOT / 'ffi' / 'include'}", str(source)]
+    return subprocess.run(cmd, capture_output=True, text=True)
+
+
 def _inputs(kernels_dir: Path) -> list[Path]:
     files = [*sorted((PLUGIN / "emulation").glob("emulate.*")), *sorted(kernels_dir.iterdir())]
     for d in INCLUDES:

@@ -28,7 +28,7 @@ float ToFloat(const std::vector<uint8_t>& bytes, int dtype, size_t i) {
   if (dtype == RJ_METAL_F32) return reinterpret_cast<const float*>(bytes.data())[i];
   const uint16_t h = reinterpret_cast<const uint16_t*>(bytes.data())[i];
   if (dtype == RJ_METAL_F16) {
-    _Float16 f;
+    __fp16 f;
     std::memcpy(&f, &h, 2);
     return float(f);
   }
@@ -45,7 +45,7 @@ std::vector<uint8_t> Store(const std::vector<float>& v, int dtype) {
     if (dtype == RJ_METAL_F32) {
       std::memcpy(&out[4 * i], &v[i], 4);
     } else if (dtype == RJ_METAL_F16) {
-      const _Float16 h = _Float16(v[i]);
+      const __fp16 h = __fp16(v[i]);
       std::memcpy(&out[2 * i], &h, 2);
     } else {
       uint32_t u;
@@ -75,7 +75,7 @@ struct Gpu {
 
   Buffer Upload(const void* data, size_t bytes) {
     id<MTLBuffer> b = [device newBufferWithLength:std::max<size_t>(bytes, 4) options:MTLResourceStorageModeShared];
-    if (data) std::memcpy(b.contents, data, bytes);
+    if (data) std::memcpy([b contents], data, bytes);
     live.push_back(b);
     return Buffer{(__bridge void*)b, 0};
   }
@@ -83,7 +83,7 @@ struct Gpu {
   Buffer Upload(const std::vector<T>& v) { return Upload(v.data(), v.size() * sizeof(T)); }
   template <typename T>
   void Download(Buffer b, std::vector<T>* v) {
-    std::memcpy(v->data(), ((__bridge id<MTLBuffer>)b.mtl_buffer).contents, v->size() * sizeof(T));
+    std::memcpy(v->data(), [(__bridge id<MTLBuffer>)b.mtl_buffer contents], v->size() * sizeof(T));
   }
   template <typename Fn>
   bool Run(Fn&& encode) {
