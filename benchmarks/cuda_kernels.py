@@ -28,7 +28,7 @@ N, D, BITS = 4_194_304, 128, 4
 B, HKV, T, G = 16, 8, 32_768, 4
 
 
-def bench(fn, *args, iters=20, reps=5) -> float:
+def bench(fn, *args, iters=10, reps=5) -> float:
     """Median milliseconds per call."""
     jax.block_until_ready(fn(*args))
     times = []

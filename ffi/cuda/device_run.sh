@@ -22,12 +22,12 @@ nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,memory.used --fo
 python3 -c "import jax; print('jax', jax.__version__, jax.devices())"
 for s in $stages; do
   case $s in
-    build) step build 200 env ROTORJAX_CUDA=on python3 -m pip install --no-build-isolation --no-deps -v -e . ;;
-    bench) XLA_PYTHON_CLIENT_PREALLOCATE=true step bench 130 python3 benchmarks/cuda_kernels.py --json "$OUT/bench.json" ;;
-    tests) step tests 140 python3 -m pytest -q --maxfail=15 -p no:cacheprovider tests/test_cuda.py ;;
+    build) step build 170 env ROTORJAX_CUDA=on python3 -m pip install --no-build-isolation --no-deps -v -e . ;;
+    bench) XLA_PYTHON_CLIENT_PREALLOCATE=true step bench 110 python3 benchmarks/cuda_kernels.py --json "$OUT/bench.json" ;;
+    tests) step tests 110 python3 -m pytest -q --maxfail=15 -p no:cacheprovider tests/test_cuda.py ;;
     sanitize)
       for tool in memcheck racecheck; do
-        XLA_PYTHON_CLIENT_ALLOCATOR=platform step "$tool" 45 compute-sanitizer --tool "$tool" --error-exitcode 9 \
+        XLA_PYTHON_CLIENT_ALLOCATOR=platform step "$tool" 40 compute-sanitizer --tool "$tool" --error-exitcode 9 \
           --kernel-name kns=rotorjax python3 ffi/cuda/sanitize.py
       done ;;
     profile) step profile 60 ncu --clock-control none --section SpeedOfLight --section LaunchStats --section Occupancy \
