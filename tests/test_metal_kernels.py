@@ -252,15 +252,27 @@ def test_kernels_match_the_reference_under_emulation(emu, rotation, dim, bits, q
     assert compare(emu, rotation, dim, bits, qjl, dtype) == []
 
 
-@pytest.mark.parametrize("dim,raw_size,bits,match", [
-    (1100, 4 * 367, 2, "up to 1024"),  # beyond the kernels' per-thread arrays
-    (80, 2 * 27 * 4, 2, "takes 324 parameters"),  # rotor-mix on 80: 3 stages of 27 rotors, not 2
-    (80, 3 * 27 * 4, 9, "bits must be in 1..8"),
-])
-def test_the_host_checks_refuse_bad_operands(emu, dim, raw_size, bits, match):
-    x = np.ones((2, dim), np.float32)
+VALID = dict(kind=5, dim=80, bits=2, raw_count=3 * 27 * 4)  # rotor-mix on 80: 3 stages of 27 rotors
+
+
+@pytest.mark.parametrize("change,match", [
+    (dict(dim=1100, raw_count=3 * 367 * 4), "up to 1024"),  # beyond the kernels' per-thread arrays
+    (dict(raw_count=2 * 27 * 4), "takes 324 parameters"),
+    (dict(bits=9), "bits must be in 1..8"),
+    (dict(rows=1 << 25), "32-bit indexing"),  # rows × 80 ≥ 2^31
+    (dict(rows=1 << 16, queries=1 << 16), "32-bit indexing"),  # the score matrix
+    (dict(divisor=0.0), "divisor must be positive"),
+], ids=["width", "params", "bits", "rows", "scores", "divisor"])
+def test_the_host_checks_refuse_bad_operands(emu, change, match):
+    emu.check_args(**VALID)
     with pytest.raises(ValueError, match=match):
-        emu.encode(x, np.zeros(raw_size, np.float32), np.zeros(3), np.zeros(4), kind=5, bits=bits)
+        emu.check_args(**{**VALID, **change})
+
+
+def test_an_emulated_op_refuses_what_the_host_refuses(emu):
+    x = np.ones((2, 1100), np.float32)
+    with pytest.raises(ValueError, match="up to 1024"):
+        emu.encode(x, np.zeros(4 * 367 * 3, np.float32), np.zeros(3), np.zeros(4), kind=5, bits=2)
 
 
 # A wrong direction, sign or index in a shader must fail the comparison above.

@@ -53,6 +53,14 @@ extern "C" {
 // rj_padded_dim of the header, so callers size their outputs by the kernels' own rule.
 int rj_emu_padded_dim(int kind, int dim) { return rj_padded_dim(kind, dim); }
 
+const char* rj_emu_check_args(int kind, int dim, int bits, int m, long long rows, long long queries, int dtype,
+                              float divisor, long long raw_count, int inverse) {
+  rj_metal_args a;
+  const std::string err = rotorjax_metal::MakeArgs(kind, dim, bits, m, rows, queries, dtype, divisor, raw_count,
+                                                   inverse, &a);
+  return err.empty() ? nullptr : Fail(err);
+}
+
 const char* rj_emu_rotate(int kind, int dim, int rows, int dtype, int inverse, const void* x, const float* raw,
                           long long raw_count, void* out) {
   rj_metal_args a;

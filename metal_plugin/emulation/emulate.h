@@ -9,6 +9,9 @@ extern "C" {
 #endif
 
 int rj_emu_padded_dim(int kind, int dim);
+// rotorjax_metal::MakeArgs alone: the host's checks for any sizes, with no buffers.
+const char* rj_emu_check_args(int kind, int dim, int bits, int m, long long rows, long long queries, int dtype,
+                              float divisor, long long raw_count, int inverse);
 const char* rj_emu_rotate(int kind, int dim, int rows, int dtype, int inverse, const void* x, const float* raw,
                           long long raw_count, void* out);
 const char* rj_emu_encode(int kind, int dim, int bits, int m, int rows, int dtype, const void* x, const float* raw,

@@ -10,7 +10,7 @@ kernel void rotorjax_decode(device const uchar* codes [[buffer(0)]],     // (row
                             constant float* qjl [[buffer(4)]],           // S (m, n); unread when m = 0
                             device const uchar* qjl_bits [[buffer(5)]],  // (rows, ⌈m/8⌉)
                             device const float* qjl_norms [[buffer(6)]], // (rows)
-                            device uchar* out [[buffer(7)]],             // (rows, dim) f32 / f16
+                            device uchar* out [[buffer(7)]],             // (rows, dim) f32 / f16 / bf16
                             constant rj_metal_args& a [[buffer(8)]],
                             uint gid [[thread_position_in_grid]]) {
   if (gid >= uint(a.rows)) return;

@@ -3,7 +3,7 @@
 #include "rj_metal.h"
 #include "rotorjax/kernel_math.h"
 
-kernel void rotorjax_encode(device const uchar* x [[buffer(0)]],       // (rows, dim) f32 / f16
+kernel void rotorjax_encode(device const uchar* x [[buffer(0)]],       // (rows, dim) f32 / f16 / bf16
                             constant float* rot [[buffer(1)]],         // signs or block matrices
                             constant float* boundaries [[buffer(2)]],  // 2^bits − 1
                             constant float* centroids [[buffer(3)]],   // 2^bits

@@ -32,7 +32,7 @@ inline void rj_metal_store(device uchar* base, int dtype, int i, float v) {
   }
 }
 
-// Row `row` of a (rows, width) float32/float16 array into v[0, width), zeros in v[width, n).
+// Row `row` of a (rows, width) float array of `dtype` into v[0, width), zeros in v[width, n).
 inline void rj_metal_load_row(device const uchar* x, int dtype, int row, int width, int n, thread float* v) {
   for (int c = 0; c < n; ++c) v[c] = c < width ? rj_metal_load(x, dtype, row * width + c) : 0.0f;
 }

@@ -4,7 +4,7 @@
 #include "rj_metal.h"
 #include "rotorjax/kernel_math.h"
 
-kernel void rotorjax_rotate_queries(device const uchar* q [[buffer(0)]],  // (queries, dim) f32 / f16
+kernel void rotorjax_rotate_queries(device const uchar* q [[buffer(0)]],  // (queries, dim) f32 / f16 / bf16
                                     constant float* rot [[buffer(1)]],    // signs or block matrices
                                     constant float* qjl [[buffer(2)]],    // S (m, n); unread when m = 0
                                     device float* q_rot [[buffer(3)]],    // (queries, n)

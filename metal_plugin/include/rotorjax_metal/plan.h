@@ -40,8 +40,10 @@ inline std::string MakeArgs(int kind, int dim, int bits, int m, long long rows, 
     return "the Metal kernels handle up to " + std::to_string(RJ_METAL_MAX_N) + " rotated coordinates, got " +
            std::to_string(n > m ? n : m);
   if (m < 0) return "QJL rows must be >= 0";
-  if (rows < 0 || queries < 0 || rows > 0x7fffffff || queries > 0x7fffffff || rows * (queries > 0 ? queries : 1) > 0x7fffffff)
-    return "too many vectors for 32-bit indexing";
+  // The kernels index elements with 32-bit ints: every array must have fewer than 2^31 of them.
+  const long long width = n > dim ? n : dim, limit = 0x7fffffffLL;
+  if (rows < 0 || queries < 0 || rows * width > limit || queries * width > limit || rows * queries > limit)
+    return "too many elements for the kernels' 32-bit indexing; split the batch";
   if (!(divisor > 0.0f)) return "divisor must be positive";
   if (raw_params != rj_raw_param_count(kind, dim))
     return "rotation kind " + std::to_string(kind) + " on dim " + std::to_string(dim) + " takes " +
