@@ -252,26 +252,31 @@ def test_kernels_match_the_reference_under_emulation(emu, rotation, dim, bits, q
     assert compare(emu, rotation, dim, bits, qjl, dtype) == []
 
 
-VALID = dict(kind=5, dim=80, bits=2, raw_count=3 * 27 * 4)  # rotor-mix on 80: 3 stages of 27 rotors
+def valid(op: str) -> dict:
+    """A valid call of ``op``: rotor-mix on 80 coordinates (3 stages of 27 rotors)."""
+    return dict(kind=5, dim=80, bits=0 if op == "rotate" else 2, raw_count=3 * 27 * 4)
 
 
-@pytest.mark.parametrize("change,match", [
-    (dict(dim=1100, raw_count=3 * 367 * 4), "up to 1024"),  # beyond the kernels' per-thread arrays
-    (dict(raw_count=2 * 27 * 4), "takes 324 parameters"),
-    (dict(bits=9), "bits must be in 1..8"),
-    (dict(rows=1 << 25), "32-bit indexing"),  # rows × 80 ≥ 2^31
-    (dict(rows=1 << 16, queries=1 << 16), "32-bit indexing"),  # the score matrix
-    (dict(divisor=0.0), "divisor must be positive"),
-], ids=["width", "params", "bits", "rows", "scores", "divisor"])
-def test_the_host_checks_refuse_bad_operands(emu, change, match):
-    emu.check_args(**VALID)
+@pytest.mark.parametrize("op,change,match", [
+    ("encode", dict(dim=1100, raw_count=3 * 367 * 4), "2 to 1024 coordinates"),
+    ("encode", dict(kind=2, dim=1024, raw_count=342 * 4), "up to 1024 rotated"),  # rotor blocks pad to 1026
+    ("encode", dict(raw_count=2 * 27 * 4), "takes 324 parameters"),
+    ("decode", dict(bits=9), "bits must be in 1..8"),
+    ("rotate", dict(bits=2), "no codebook"),
+    ("encode", dict(rows=1 << 25), "32-bit indexing"),  # rows × 80 ≥ 2^31
+    ("scores", dict(rows=1 << 16, queries=1 << 16), "32-bit indexing"),  # the score matrix
+    ("scores", dict(divisor=0.0), "divisor must be positive"),
+    ("encode", dict(queries=3), "another op"),
+], ids=["dim", "width", "params", "bits", "rotate-bits", "rows", "scores", "divisor", "queries"])
+def test_the_host_checks_refuse_bad_operands(emu, op, change, match):
+    emu.check_args(op, **valid(op))
     with pytest.raises(ValueError, match=match):
-        emu.check_args(**{**VALID, **change})
+        emu.check_args(op, **{**valid(op), **change})
 
 
 def test_an_emulated_op_refuses_what_the_host_refuses(emu):
     x = np.ones((2, 1100), np.float32)
-    with pytest.raises(ValueError, match="up to 1024"):
+    with pytest.raises(ValueError, match="2 to 1024 coordinates"):
         emu.encode(x, np.zeros(4 * 367 * 3, np.float32), np.zeros(3), np.zeros(4), kind=5, bits=2)
 
 

@@ -53,18 +53,19 @@ extern "C" {
 // rj_padded_dim of the header, so callers size their outputs by the kernels' own rule.
 int rj_emu_padded_dim(int kind, int dim) { return rj_padded_dim(kind, dim); }
 
-const char* rj_emu_check_args(int kind, int dim, int bits, int m, long long rows, long long queries, int dtype,
+const char* rj_emu_check_args(int op, int kind, int dim, int bits, int m, long long rows, long long queries, int dtype,
                               float divisor, long long raw_count, int inverse) {
   rj_metal_args a;
-  const std::string err = rotorjax_metal::MakeArgs(kind, dim, bits, m, rows, queries, dtype, divisor, raw_count,
-                                                   inverse, &a);
+  const std::string err = rotorjax_metal::MakeArgs(rotorjax_metal::Op(op), kind, dim, bits, m, rows, queries, dtype,
+                                                   divisor, raw_count, inverse, &a);
   return err.empty() ? nullptr : Fail(err);
 }
 
 const char* rj_emu_rotate(int kind, int dim, int rows, int dtype, int inverse, const void* x, const float* raw,
                           long long raw_count, void* out) {
   rj_metal_args a;
-  const std::string err = rotorjax_metal::MakeArgs(kind, dim, 0, 0, rows, 0, dtype, 1.0f, raw_count, inverse, &a);
+  const std::string err = rotorjax_metal::MakeArgs(rotorjax_metal::kRotate, kind, dim, 0, 0, rows, 0, dtype, 1.0f, raw_count,
+                                                   inverse, &a);
   if (!err.empty()) return Fail(err);
   std::vector<float> rot = Rotation(a, raw);
   Grid(a.rows, [&](uint gid) {
@@ -77,7 +78,8 @@ const char* rj_emu_encode(int kind, int dim, int bits, int m, int rows, int dtyp
                           long long raw_count, const float* boundaries, const float* centroids, const float* qjl,
                           unsigned char* codes, float* norms, unsigned char* qjl_bits, float* qjl_norms) {
   rj_metal_args a;
-  const std::string err = rotorjax_metal::MakeArgs(kind, dim, bits, m, rows, 0, dtype, 1.0f, raw_count, 0, &a);
+  const std::string err = rotorjax_metal::MakeArgs(rotorjax_metal::kEncode, kind, dim, bits, m, rows, 0, dtype, 1.0f,
+                                                   raw_count, 0, &a);
   if (!err.empty()) return Fail(err);
   std::vector<float> rot = Rotation(a, raw);
   Grid(a.rows, [&](uint gid) {
@@ -91,7 +93,8 @@ const char* rj_emu_decode(int kind, int dim, int bits, int m, int rows, int dtyp
                           const float* norms, const float* raw, long long raw_count, const float* centroids,
                           const float* qjl, const unsigned char* qjl_bits, const float* qjl_norms, void* out) {
   rj_metal_args a;
-  const std::string err = rotorjax_metal::MakeArgs(kind, dim, bits, m, rows, 0, dtype, 1.0f, raw_count, 0, &a);
+  const std::string err = rotorjax_metal::MakeArgs(rotorjax_metal::kDecode, kind, dim, bits, m, rows, 0, dtype, 1.0f,
+                                                   raw_count, 0, &a);
   if (!err.empty()) return Fail(err);
   std::vector<float> rot = Rotation(a, raw);
   Grid(a.rows, [&](uint gid) {
@@ -106,7 +109,8 @@ const char* rj_emu_scores(int kind, int dim, int bits, int m, int queries, int r
                           long long raw_count, const float* centroids, const float* qjl,
                           const unsigned char* qjl_bits, const float* qjl_norms, float* out) {
   rj_metal_args a;
-  const std::string err = rotorjax_metal::MakeArgs(kind, dim, bits, m, rows, queries, dtype, divisor, raw_count, 0, &a);
+  const std::string err = rotorjax_metal::MakeArgs(rotorjax_metal::kScores, kind, dim, bits, m, rows, queries, dtype,
+                                                   divisor, raw_count, 0, &a);
   if (!err.empty()) return Fail(err);
   std::vector<float> rot = Rotation(a, raw);
   std::vector<float> q_rot(size_t(a.queries) * a.n + 1), q_proj(size_t(a.queries) * a.m + 1);

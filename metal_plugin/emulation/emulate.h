@@ -9,8 +9,8 @@ extern "C" {
 #endif
 
 int rj_emu_padded_dim(int kind, int dim);
-// rotorjax_metal::MakeArgs alone: the host's checks for any sizes, with no buffers.
-const char* rj_emu_check_args(int kind, int dim, int bits, int m, long long rows, long long queries, int dtype,
+// rotorjax_metal::MakeArgs alone (op: rotorjax_metal::Op): the host's checks for any sizes, no buffers.
+const char* rj_emu_check_args(int op, int kind, int dim, int bits, int m, long long rows, long long queries, int dtype,
                               float divisor, long long raw_count, int inverse);
 const char* rj_emu_rotate(int kind, int dim, int rows, int dtype, int inverse, const void* x, const float* raw,
                           long long raw_count, void* out);

@@ -95,7 +95,7 @@ class Emulator:
         self._lib = ctypes.CDLL(str(lib))
         for name in ("rj_emu_check_args", "rj_emu_rotate", "rj_emu_encode", "rj_emu_decode", "rj_emu_scores"):
             getattr(self._lib, name).restype = ctypes.c_char_p
-        self._lib.rj_emu_check_args.argtypes = [ctypes.c_int] * 4 + [ctypes.c_longlong] * 2 + [
+        self._lib.rj_emu_check_args.argtypes = [ctypes.c_int] * 5 + [ctypes.c_longlong] * 2 + [
             ctypes.c_int, ctypes.c_float, ctypes.c_longlong, ctypes.c_int]
 
     @staticmethod
@@ -103,11 +103,13 @@ class Emulator:
         if err is not None:
             raise ValueError(err.decode())
 
-    def check_args(self, *, kind, dim, bits, m=0, rows=1, queries=0, dtype=np.float32, divisor=1.0, raw_count,
+    OPS = {"rotate": 0, "encode": 1, "decode": 2, "scores": 3}  # rotorjax_metal::Op
+
+    def check_args(self, op, *, kind, dim, bits, m=0, rows=1, queries=0, dtype=np.float32, divisor=1.0, raw_count,
                    inverse=False):
-        """The host's argument checks (rotorjax_metal::MakeArgs) for any sizes; raises ValueError."""
-        self._check(self._lib.rj_emu_check_args(kind, dim, bits, m, rows, queries, DTYPES[np.dtype(dtype)],
-                                                divisor, raw_count, int(inverse)))
+        """The host's argument checks (rotorjax_metal::MakeArgs) of ``op`` for any sizes; raises ValueError."""
+        self._check(self._lib.rj_emu_check_args(self.OPS[op], kind, dim, bits, m, rows, queries,
+                                                DTYPES[np.dtype(dtype)], divisor, raw_count, int(inverse)))
 
     def rotate(self, x, raw, *, kind, dim, inverse=False):
         """Π [x; 0] of rows ``x (rows, dim)``, or with ``inverse`` (Πᵀ y)[:dim] of ``y (rows, n)``."""

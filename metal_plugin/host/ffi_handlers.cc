@@ -129,7 +129,7 @@ absl::Status Codebook(const std::string& op, int bits, const xffi::AnyBuffer& ce
 absl::Status Rotate(stream_executor::Stream* stream, xffi::AnyBuffer x, xffi::AnyBuffer params,
                     xffi::Result<xffi::AnyBuffer> y, int64_t kind, int64_t dim, bool inverse) {
   rj_metal_args a;
-  std::string err = MakeArgs(int(kind), int(dim), 0, 0, Rows(x), 0, DType(x.element_type()), 1.0f,
+  std::string err = MakeArgs(kRotate, int(kind), int(dim), 0, 0, Rows(x), 0, DType(x.element_type()), 1.0f,
                              params.element_count(), inverse, &a);
   if (!err.empty()) return Invalid("rotate", err);
   const int in_width = inverse ? a.n : a.dim, out_width = inverse ? a.dim : a.n;
@@ -157,7 +157,7 @@ absl::Status Encode(stream_executor::Stream* stream, xffi::AnyBuffer x, xffi::An
     m = s.dimensions().size() == 2 ? int(s.dimensions()[0]) : -1;
   }
   rj_metal_args a;
-  std::string err = MakeArgs(int(kind), int(dim), int(bits), m, Rows(x), 0, DType(x.element_type()), 1.0f,
+  std::string err = MakeArgs(kEncode, int(kind), int(dim), int(bits), m, Rows(x), 0, DType(x.element_type()), 1.0f,
                              params.element_count(), 0, &a);
   if (!err.empty()) return Invalid("encode", err);
   if (absl::Status st = Codebook("encode", a.bits, centroids); !st.ok()) return st;
@@ -180,7 +180,7 @@ absl::Status Decode(stream_executor::Stream* stream, xffi::AnyBuffer codes, xffi
   absl::StatusOr<Qjl> qjl = TakeQjl("decode", qjl_args, centroids);
   if (!qjl.ok()) return qjl.status();
   rj_metal_args a;
-  std::string err = MakeArgs(int(kind), int(dim), int(bits), qjl->m, Rows(codes), 0, DType(out->element_type()),
+  std::string err = MakeArgs(kDecode, int(kind), int(dim), int(bits), qjl->m, Rows(codes), 0, DType(out->element_type()),
                              1.0f, params.element_count(), 0, &a);
   if (!err.empty()) return Invalid("decode", err);
   if (absl::Status st = CheckQjl("decode", *qjl, a); !st.ok()) return st;
@@ -202,7 +202,7 @@ absl::Status Scores(stream_executor::Stream* stream, xffi::AnyBuffer q, xffi::An
   absl::StatusOr<Qjl> qjl = TakeQjl("scores", qjl_args, centroids);
   if (!qjl.ok()) return qjl.status();
   rj_metal_args a;
-  std::string err = MakeArgs(int(kind), int(dim), int(bits), qjl->m, Rows(codes), Rows(q), DType(q.element_type()),
+  std::string err = MakeArgs(kScores, int(kind), int(dim), int(bits), qjl->m, Rows(codes), Rows(q), DType(q.element_type()),
                              divisor, params.element_count(), 0, &a);
   if (!err.empty()) return Invalid("scores", err);
   if (absl::Status st = CheckQjl("scores", *qjl, a); !st.ok()) return st;

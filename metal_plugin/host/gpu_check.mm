@@ -101,14 +101,23 @@ struct Gpu {
 
 bool Check(Gpu& gpu, int kind, int dim, int bits, int m, int dtype, std::mt19937& rng) {
   std::normal_distribution<float> normal;
-  rj_metal_args a;
+  // One argument block per op, as the FFI handlers make them.
+  rj_metal_args rotate_args, encode_args, decode_args, scores_args;
   const int raw_count = rj_raw_param_count(kind, dim);
-  std::string err = rotorjax_metal::MakeArgs(kind, dim, bits, m, kRows, kQueries, dtype, 0.75f, raw_count, 0, &a);
-  if (!err.empty()) {
-    std::printf("  bad case: %s\n", err.c_str());
-    return false;
-  }
-  const int n = a.n, nbytes = rj_packed_size(n, bits), qbytes = rj_packed_size(std::max(m, 1), 1);
+  for (std::string err : {
+           rotorjax_metal::MakeArgs(rotorjax_metal::kRotate, kind, dim, 0, 0, kRows, 0, dtype, 1.0f, raw_count, 0,
+                                    &rotate_args),
+           rotorjax_metal::MakeArgs(rotorjax_metal::kEncode, kind, dim, bits, m, kRows, 0, dtype, 1.0f, raw_count, 0,
+                                    &encode_args),
+           rotorjax_metal::MakeArgs(rotorjax_metal::kDecode, kind, dim, bits, m, kRows, 0, dtype, 1.0f, raw_count, 0,
+                                    &decode_args),
+           rotorjax_metal::MakeArgs(rotorjax_metal::kScores, kind, dim, bits, m, kRows, kQueries, dtype, 0.75f,
+                                    raw_count, 0, &scores_args)})
+    if (!err.empty()) {
+      std::printf("  bad case: %s\n", err.c_str());
+      return false;
+    }
+  const int n = encode_args.n, nbytes = rj_packed_size(n, bits), qbytes = rj_packed_size(std::max(m, 1), 1);
   std::vector<float> raw(raw_count), x(size_t(kRows) * dim), q(size_t(kQueries) * dim), s(size_t(m) * n);
   for (float& v : raw) v = kind == RJ_KIND_HADAMARD ? (normal(rng) < 0 ? -1.0f : 1.0f) : normal(rng);
   for (float& v : x) v = normal(rng);
@@ -134,17 +143,15 @@ bool Check(Gpu& gpu, int kind, int dim, int bits, int m, int dtype, std::mt19937
   if (kind != RJ_KIND_NONE) {
     std::vector<uint8_t> emu(size_t(kRows) * n * ElemBytes(dtype)), got(emu.size());
     rj_emu_rotate(kind, dim, kRows, dtype, 0, xs.data(), raw.data(), raw_count, emu.data());
-    rj_metal_args r = a;
-    r.inverse = 0;
     Buffer bx = gpu.Upload(xs), bp = gpu.Upload(raw), by = gpu.Upload(nullptr, got.size());
-    ok &= gpu.Run([&](void* cb) { gpu.kernels->EncodeRotate(cb, r, bx, bp, by); });
+    ok &= gpu.Run([&](void* cb) { gpu.kernels->EncodeRotate(cb, rotate_args, bx, bp, by); });
     gpu.Download(by, &got);
     report("rotate", RelErr(got, emu, dtype, size_t(kRows) * n), tol);
     std::vector<uint8_t> emu_back(xs.size()), back(xs.size());
     rj_emu_rotate(kind, dim, kRows, dtype, 1, emu.data(), raw.data(), raw_count, emu_back.data());
-    r.inverse = 1;
+    rotate_args.inverse = 1;  // the same rotation backwards
     Buffer bb = gpu.Upload(nullptr, back.size()), be = gpu.Upload(emu);
-    ok &= gpu.Run([&](void* cb) { gpu.kernels->EncodeRotate(cb, r, be, bp, bb); });
+    ok &= gpu.Run([&](void* cb) { gpu.kernels->EncodeRotate(cb, rotate_args, be, bp, bb); });
     gpu.Download(bb, &back);
     report("inverse rotate", RelErr(back, emu_back, dtype, size_t(kRows) * dim), tol);
   }
@@ -159,7 +166,7 @@ bool Check(Gpu& gpu, int kind, int dim, int bits, int m, int dtype, std::mt19937
   Buffer bs = m ? gpu.Upload(s) : Buffer{}, bcodes = gpu.Upload(nullptr, codes.size()),
          bn = gpu.Upload(nullptr, norms.size() * 4), bz = m ? gpu.Upload(nullptr, zbits.size()) : Buffer{},
          bg = m ? gpu.Upload(nullptr, gamma.size() * 4) : Buffer{};
-  ok &= gpu.Run([&](void* cb) { gpu.kernels->EncodeEncode(cb, a, bx, bp, bb, bc, bs, bcodes, bn, bz, bg); });
+  ok &= gpu.Run([&](void* cb) { gpu.kernels->EncodeEncode(cb, encode_args, bx, bp, bb, bc, bs, bcodes, bn, bz, bg); });
   gpu.Download(bcodes, &got_codes);
   gpu.Download(bn, &got_norms);
   // Indices may differ only at boundary ties (the GPU may contract a·b + c into one rounding).
@@ -199,7 +206,7 @@ bool Check(Gpu& gpu, int kind, int dim, int bits, int m, int dtype, std::mt19937
   rj_emu_decode(kind, dim, bits, m, kRows, dtype, codes.data(), norms.data(), raw.data(), raw_count, cen.data(), sp,
                 zbits.data(), gamma.data(), emu_out.data());
   Buffer bo = gpu.Upload(nullptr, got_out.size());
-  ok &= gpu.Run([&](void* cb) { gpu.kernels->EncodeDecode(cb, a, ec, en, bp, bc, bs, ez, eg, bo); });
+  ok &= gpu.Run([&](void* cb) { gpu.kernels->EncodeDecode(cb, decode_args, ec, en, bp, bc, bs, ez, eg, bo); });
   gpu.Download(bo, &got_out);
   report("decode", RelErr(got_out, emu_out, dtype, size_t(kRows) * dim), tol);
 
@@ -207,7 +214,7 @@ bool Check(Gpu& gpu, int kind, int dim, int bits, int m, int dtype, std::mt19937
   rj_emu_scores(kind, dim, bits, m, kQueries, kRows, dtype, 0.75f, qs.data(), codes.data(), norms.data(), raw.data(),
                 raw_count, cen.data(), sp, zbits.data(), gamma.data(), emu_scores.data());
   Buffer bq = gpu.Upload(qs), bsc = gpu.Upload(nullptr, got_scores.size() * 4);
-  ok &= gpu.Run([&](void* cb) { gpu.kernels->EncodeScores(cb, a, bq, ec, en, bp, bc, bs, ez, eg, bsc); });
+  ok &= gpu.Run([&](void* cb) { gpu.kernels->EncodeScores(cb, scores_args, bq, ec, en, bp, bc, bs, ez, eg, bsc); });
   gpu.Download(bsc, &got_scores);
   std::vector<uint8_t> gs(got_scores.size() * 4), es(gs.size());
   std::memcpy(gs.data(), got_scores.data(), gs.size());

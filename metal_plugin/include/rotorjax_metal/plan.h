@@ -25,14 +25,25 @@ inline constexpr int kThreadsPerGroup = 64;
 // Threadgroups covering `threads` threads.
 inline int Groups(int threads) { return (threads + kThreadsPerGroup - 1) / kThreadsPerGroup; }
 
+// The ops (the FFI targets): which arguments an op takes is checked by MakeArgs.
+enum Op { kRotate = 0, kEncode = 1, kDecode = 2, kScores = 3 };
+
 // Checks an op's sizes and fills its argument block; returns "" or what is wrong. `raw_params` is the
-// number of raw rotation parameters passed (rotorjax._ffi.rotation_operands); rotate has bits = 0.
-// `inverse` is rotate's direction (0 elsewhere).
-inline std::string MakeArgs(int kind, int dim, int bits, int m, long long rows, long long queries, int dtype,
+// number of raw rotation parameters passed (rotorjax._ffi.rotation_operands). Rotate takes no
+// codebook (bits = 0) and no QJL (m = 0); only scores takes queries and a divisor other than 1; only
+// rotate takes `inverse`.
+inline std::string MakeArgs(Op op, int kind, int dim, int bits, int m, long long rows, long long queries, int dtype,
                             float divisor, long long raw_params, int inverse, rj_metal_args* a) {
+  if (op < kRotate || op > kScores) return "unknown op " + std::to_string(int(op));
   if (kind < RJ_KIND_NONE || kind > RJ_KIND_ROTOR_MIX) return "unknown rotation kind " + std::to_string(kind);
-  if (dim < 2) return "dim must be >= 2, got " + std::to_string(dim);
-  if (bits < 0 || bits > 8) return "bits must be in 1..8 (0 for rotate), got " + std::to_string(bits);
+  // dim first: every size below is at least dim, and rj_padded_dim must not overflow.
+  if (dim < 2 || dim > RJ_METAL_MAX_N)
+    return "the Metal kernels handle 2 to " + std::to_string(RJ_METAL_MAX_N) + " coordinates, got " +
+           std::to_string(dim);
+  if (op == kRotate ? bits != 0 || m != 0 : bits < 1 || bits > 8)
+    return op == kRotate ? "rotate takes no codebook and no QJL" : "bits must be in 1..8, got " + std::to_string(bits);
+  if ((op != kScores && (queries != 0 || divisor != 1.0f)) || (op != kRotate && inverse))
+    return "arguments of another op were passed";
   if (dtype != RJ_METAL_F32 && dtype != RJ_METAL_F16 && dtype != RJ_METAL_BF16)
     return "the Metal kernels take float32, float16 or bfloat16 vectors";
   const int n = rj_padded_dim(kind, dim);
