@@ -64,8 +64,8 @@ const char* rj_emu_check_args(int op, int kind, int dim, int bits, int m, long l
 const char* rj_emu_rotate(int kind, int dim, int rows, int dtype, int inverse, const void* x, const float* raw,
                           long long raw_count, void* out) {
   rj_metal_args a;
-  const std::string err = rotorjax_metal::MakeArgs(rotorjax_metal::kRotate, kind, dim, 0, 0, rows, 0, dtype, 1.0f, raw_count,
-                                                   inverse, &a);
+  const std::string err = rotorjax_metal::MakeArgs(rotorjax_metal::kRotate, kind, dim, 0, 0, rows, 0, dtype, 1.0f,
+                                                   raw_count, inverse, &a);
   if (!err.empty()) return Fail(err);
   std::vector<float> rot = Rotation(a, raw);
   Grid(a.rows, [&](uint gid) {

@@ -66,7 +66,8 @@ def build(kernels_dir: Path = KERNELS) -> Path:
     """The emulation library for the kernels in ``kernels_dir`` (compiled once per distinct input)."""
     cxx = compiler()
     # No FMA contraction: the emulation rounds every operation, the same on every CPU.
-    flags = ["-std=c++17", "-O1", "-shared", "-fPIC", "-ffp-contract=off", "-Wall", "-Werror", "-Wno-unknown-attributes"]
+    flags = ["-std=c++17", "-O1", "-shared", "-fPIC", "-ffp-contract=off", "-Wall", "-Werror",
+             "-Wno-unknown-attributes"]
     h = hashlib.sha256(" ".join([cxx, *flags]).encode())
     for f in _inputs(kernels_dir):
         h.update(f.name.encode() + f.read_bytes())

@@ -164,7 +164,8 @@ absl::Status Encode(stream_executor::Stream* stream, xffi::AnyBuffer x, xffi::An
   if (Cols(x) != a.dim || Cols(*codes) != rj_packed_size(a.n, a.bits) || Rows(*codes) != a.rows ||
       int64_t(norms->element_count()) != a.rows || int64_t(boundaries.element_count()) != (int64_t(1) << bits) - 1)
     return Invalid("encode", "x (..., dim) → codes (..., ⌈n·bits/8⌉), norms (...), with 2^bits − 1 boundaries");
-  if (m != 0 && (s.element_type() != xla::F32 || Cols(s) != a.n || int64_t(qbits.element_count()) != int64_t(a.rows) * rj_packed_size(m, 1) ||
+  if (m != 0 && (s.element_type() != xla::F32 || Cols(s) != a.n ||
+                int64_t(qbits.element_count()) != int64_t(a.rows) * rj_packed_size(m, 1) ||
                 int64_t(qnorms.element_count()) != a.rows))
     return Invalid("encode", "QJL: S (m, n) → bits (..., ⌈m/8⌉), residual norms (...)");
   const bool qjl = m > 0;
@@ -180,8 +181,8 @@ absl::Status Decode(stream_executor::Stream* stream, xffi::AnyBuffer codes, xffi
   absl::StatusOr<Qjl> qjl = TakeQjl("decode", qjl_args, centroids);
   if (!qjl.ok()) return qjl.status();
   rj_metal_args a;
-  std::string err = MakeArgs(kDecode, int(kind), int(dim), int(bits), qjl->m, Rows(codes), 0, DType(out->element_type()),
-                             1.0f, params.element_count(), 0, &a);
+  std::string err = MakeArgs(kDecode, int(kind), int(dim), int(bits), qjl->m, Rows(codes), 0,
+                             DType(out->element_type()), 1.0f, params.element_count(), 0, &a);
   if (!err.empty()) return Invalid("decode", err);
   if (absl::Status st = CheckQjl("decode", *qjl, a); !st.ok()) return st;
   if (absl::Status st = Codebook("decode", a.bits, centroids); !st.ok()) return st;
@@ -202,8 +203,8 @@ absl::Status Scores(stream_executor::Stream* stream, xffi::AnyBuffer q, xffi::An
   absl::StatusOr<Qjl> qjl = TakeQjl("scores", qjl_args, centroids);
   if (!qjl.ok()) return qjl.status();
   rj_metal_args a;
-  std::string err = MakeArgs(kScores, int(kind), int(dim), int(bits), qjl->m, Rows(codes), Rows(q), DType(q.element_type()),
-                             divisor, params.element_count(), 0, &a);
+  std::string err = MakeArgs(kScores, int(kind), int(dim), int(bits), qjl->m, Rows(codes), Rows(q),
+                             DType(q.element_type()), divisor, params.element_count(), 0, &a);
   if (!err.empty()) return Invalid("scores", err);
   if (absl::Status st = CheckQjl("scores", *qjl, a); !st.ok()) return st;
   if (absl::Status st = Codebook("scores", a.bits, centroids); !st.ok()) return st;

@@ -176,7 +176,8 @@ bool Check(Gpu& gpu, int kind, int dim, int bits, int m, int dtype, std::mt19937
       const int bitpos = i * bits;
       auto index = [&](const std::vector<uint8_t>& c) {
         unsigned v = 0;
-        for (int j = 0; j < bits; ++j) v |= ((c[size_t(r) * nbytes + (bitpos + j) / 8] >> ((bitpos + j) % 8)) & 1u) << j;
+        for (int j = 0; j < bits; ++j)
+          v |= ((c[size_t(r) * nbytes + (bitpos + j) / 8] >> ((bitpos + j) % 8)) & 1u) << j;
         return v;
       };
       differ += index(got_codes) != index(codes);

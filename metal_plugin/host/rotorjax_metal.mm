@@ -35,7 +35,8 @@ std::unique_ptr<Kernels> Kernels::Load(void* mtl_device, const std::string& meta
       id<MTLFunction> fn = [library newFunctionWithName:[NSString stringWithUTF8String:name]];
       id<MTLComputePipelineState> pso = fn ? [impl->device newComputePipelineStateWithFunction:fn error:&err] : nil;
       if (!pso) {
-        *error = std::string("no pipeline for ") + name + (err ? ": " + std::string(err.localizedDescription.UTF8String) : "");
+        *error = std::string("no pipeline for ") + name;
+        if (err) *error += ": " + std::string(err.localizedDescription.UTF8String);
         return nullptr;
       }
       impl->pipelines[name] = pso;
