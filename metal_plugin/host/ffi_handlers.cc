@@ -6,10 +6,12 @@
 // rt::Stream::EncodeExternal, in order with XLA's own kernels.
 #include <cstdint>
 #include <cstdlib>
+#include <initializer_list>
 #include <map>
 #include <memory>
 #include <string>
 #include <tuple>
+#include <utility>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -120,6 +122,15 @@ absl::Status CheckQjl(const std::string& op, const Qjl& q, const rj_metal_args& 
   return absl::OkStatus();
 }
 
+// The operands the CPU module binds as typed buffers (f32 parameters and norms, u8 codes) must have
+// those element types here too.
+absl::Status Types(const std::string& op,
+                   std::initializer_list<std::pair<const xffi::AnyBuffer*, xla::PrimitiveType>> operands) {
+  for (const auto& [buffer, type] : operands)
+    if (buffer->element_type() != type) return Invalid(op, "parameters, norms and boundaries are f32, codes u8");
+  return absl::OkStatus();
+}
+
 absl::Status Codebook(const std::string& op, int bits, const xffi::AnyBuffer& centroids) {
   if (centroids.element_type() != xla::F32 || int64_t(centroids.element_count()) != (int64_t(1) << bits))
     return Invalid(op, "a " + std::to_string(bits) + "-bit codebook has " + std::to_string(1 << bits) + " centroids");
@@ -132,6 +143,7 @@ absl::Status Rotate(stream_executor::Stream* stream, xffi::AnyBuffer x, xffi::An
   std::string err = MakeArgs(kRotate, int(kind), int(dim), 0, 0, Rows(x), 0, DType(x.element_type()), 1.0f,
                              params.element_count(), inverse, &a);
   if (!err.empty()) return Invalid("rotate", err);
+  if (absl::Status st = Types("rotate", {{&params, xla::F32}}); !st.ok()) return st;
   const int in_width = inverse ? a.n : a.dim, out_width = inverse ? a.dim : a.n;
   if (Cols(x) != in_width || Cols(*y) != out_width || Rows(*y) != a.rows || y->element_type() != x.element_type())
     return Invalid("rotate", "shapes must be (..., " + std::to_string(in_width) + ") → (..., " +
@@ -160,11 +172,16 @@ absl::Status Encode(stream_executor::Stream* stream, xffi::AnyBuffer x, xffi::An
   std::string err = MakeArgs(kEncode, int(kind), int(dim), int(bits), m, Rows(x), 0, DType(x.element_type()), 1.0f,
                              params.element_count(), 0, &a);
   if (!err.empty()) return Invalid("encode", err);
+  if (absl::Status st = Types("encode", {{&params, xla::F32}, {&boundaries, xla::F32}, {&(*codes), xla::U8},
+                                         {&(*norms), xla::F32}});
+      !st.ok())
+    return st;
   if (absl::Status st = Codebook("encode", a.bits, centroids); !st.ok()) return st;
   if (Cols(x) != a.dim || Cols(*codes) != rj_packed_size(a.n, a.bits) || Rows(*codes) != a.rows ||
       int64_t(norms->element_count()) != a.rows || int64_t(boundaries.element_count()) != (int64_t(1) << bits) - 1)
     return Invalid("encode", "x (..., dim) → codes (..., ⌈n·bits/8⌉), norms (...), with 2^bits − 1 boundaries");
-  if (m != 0 && (s.element_type() != xla::F32 || Cols(s) != a.n ||
+  if (m != 0 && (s.element_type() != xla::F32 || Cols(s) != a.n || qbits.element_type() != xla::U8 ||
+                qnorms.element_type() != xla::F32 ||
                 int64_t(qbits.element_count()) != int64_t(a.rows) * rj_packed_size(m, 1) ||
                 int64_t(qnorms.element_count()) != a.rows))
     return Invalid("encode", "QJL: S (m, n) → bits (..., ⌈m/8⌉), residual norms (...)");
@@ -184,6 +201,8 @@ absl::Status Decode(stream_executor::Stream* stream, xffi::AnyBuffer codes, xffi
   std::string err = MakeArgs(kDecode, int(kind), int(dim), int(bits), qjl->m, Rows(codes), 0,
                              DType(out->element_type()), 1.0f, params.element_count(), 0, &a);
   if (!err.empty()) return Invalid("decode", err);
+  if (absl::Status st = Types("decode", {{&params, xla::F32}, {&codes, xla::U8}, {&norms, xla::F32}}); !st.ok())
+    return st;
   if (absl::Status st = CheckQjl("decode", *qjl, a); !st.ok()) return st;
   if (absl::Status st = Codebook("decode", a.bits, centroids); !st.ok()) return st;
   if (Cols(codes) != rj_packed_size(a.n, a.bits) || int64_t(norms.element_count()) != a.rows ||
@@ -206,6 +225,8 @@ absl::Status Scores(stream_executor::Stream* stream, xffi::AnyBuffer q, xffi::An
   std::string err = MakeArgs(kScores, int(kind), int(dim), int(bits), qjl->m, Rows(codes), Rows(q),
                              DType(q.element_type()), divisor, params.element_count(), 0, &a);
   if (!err.empty()) return Invalid("scores", err);
+  if (absl::Status st = Types("scores", {{&params, xla::F32}, {&codes, xla::U8}, {&norms, xla::F32}}); !st.ok())
+    return st;
   if (absl::Status st = CheckQjl("scores", *qjl, a); !st.ok()) return st;
   if (absl::Status st = Codebook("scores", a.bits, centroids); !st.ok()) return st;
   if (Cols(q) != a.dim || Cols(codes) != rj_packed_size(a.n, a.bits) || int64_t(norms.element_count()) != a.rows ||
