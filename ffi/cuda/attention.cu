@@ -237,12 +237,13 @@ ffi::Error LaunchAttentionBits(cudaStream_t stream, long long P, const AttnArgs&
   return LaunchAttention<R, 0, 0>(stream, P, a);
 }
 
-ffi::Error AttentionImpl(cudaStream_t stream, ffi::ScratchAllocator scratch, ffi::AnyBuffer q,
+ffi::Error AttentionImpl(cudaStream_t stream, ffi::AnyBuffer q,
                          ffi::Buffer<ffi::U8> k_codes, ffi::Buffer<ffi::F32> k_norms, ffi::Buffer<ffi::F32> k_params,
                          ffi::Buffer<ffi::F32> k_centroids, ffi::Buffer<ffi::U8> v_codes, ffi::Buffer<ffi::F32> v_norms,
                          ffi::Buffer<ffi::F32> v_params, ffi::Buffer<ffi::F32> v_centroids,
                          ffi::Buffer<ffi::S32> lengths, ffi::Result<ffi::AnyBuffer> out, int64_t k_kind,
                          int64_t v_kind, int64_t dim, int64_t k_bits, int64_t v_bits) {
+  StreamScratch scratch(stream);
   RotationShape kr, vr;
   if (ffi::Error err = CheckRotation(k_kind, dim, k_params.element_count(), &kr); err.failure()) return err;
   if (ffi::Error err = CheckRotation(v_kind, dim, v_params.element_count(), &vr); err.failure()) return err;
@@ -283,10 +284,10 @@ ffi::Error AttentionImpl(cudaStream_t stream, ffi::ScratchAllocator scratch, ffi
 
   const size_t rot_bytes = std::max(RotationScratchBytes(kr), RotationScratchBytes(vr));
   void *rot_buf = nullptr, *qrot = nullptr, *part = nullptr;
-  if (ffi::Error err = Scratch(scratch, rot_bytes, &rot_buf); err.failure()) return err;
-  if (ffi::Error err = Scratch(scratch, size_t(P * rows) * QueryStride(kr.n) * sizeof(float), &qrot); err.failure())
+  if (ffi::Error err = scratch.Allocate(rot_bytes, &rot_buf); err.failure()) return err;
+  if (ffi::Error err = scratch.Allocate(size_t(P * rows) * QueryStride(kr.n) * sizeof(float), &qrot); err.failure())
     return err;
-  if (ffi::Error err = Scratch(scratch, size_t(P) * chunks * splits * R * (vr.n + 2) * sizeof(float), &part);
+  if (ffi::Error err = scratch.Allocate(size_t(P) * chunks * splits * R * (vr.n + 2) * sizeof(float), &part);
       err.failure())
     return err;
 
@@ -320,7 +321,6 @@ ffi::Error AttentionImpl(cudaStream_t stream, ffi::ScratchAllocator scratch, ffi
 XLA_FFI_DEFINE_HANDLER_SYMBOL(AttentionDecode, AttentionImpl,
                               ffi::Ffi::Bind()
                                   .Ctx<ffi::PlatformStream<cudaStream_t>>()
-                                  .Ctx<ffi::ScratchAllocator>()
                                   .Arg<ffi::AnyBuffer>()
                                   .Arg<ffi::Buffer<ffi::U8>>()
                                   .Arg<ffi::Buffer<ffi::F32>>()

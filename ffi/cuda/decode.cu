@@ -76,10 +76,11 @@ ffi::Error LaunchDecode(cudaStream_t stream, const DecodeArgs& a) {
   return Launch(DecodeKernel<KIND, N, BITS, QJL>, grid, threads, smem, stream, a, "decode");
 }
 
-ffi::Error DecodeImpl(cudaStream_t stream, ffi::ScratchAllocator scratch, ffi::Buffer<ffi::U8> codes,
+ffi::Error DecodeImpl(cudaStream_t stream, ffi::Buffer<ffi::U8> codes,
                       ffi::Buffer<ffi::F32> norms, ffi::Buffer<ffi::F32> params, ffi::Buffer<ffi::F32> centroids,
                       ffi::RemainingArgs qjl_args, ffi::Result<ffi::AnyBuffer> out, int64_t kind, int64_t dim,
                       int64_t bits) {
+  StreamScratch scratch(stream);
   RotationShape rot;
   if (ffi::Error err = CheckRotation(kind, dim, params.element_count(), &rot); err.failure()) return err;
   if (ffi::Error err = CheckBits(bits); err.failure()) return err;
@@ -100,7 +101,7 @@ ffi::Error DecodeImpl(cudaStream_t stream, ffi::ScratchAllocator scratch, ffi::B
                      centroids.typed_data(), q.s, q.m, q.bits, q.gamma, out->untyped_data(),
                      DtypeOf(out->element_type())};
   void* buf = nullptr;
-  if (ffi::Error err = Scratch(scratch, RotationScratchBytes(rot), &buf); err.failure()) return err;
+  if (ffi::Error err = scratch.Allocate(RotationScratchBytes(rot), &buf); err.failure()) return err;
   if (ffi::Error err = SetRotation(stream, rot, params.typed_data(), static_cast<float*>(buf)); err.failure())
     return err;
   if (q.s) return LaunchDecode<-1, 0, 0, true>(stream, a);
@@ -116,7 +117,6 @@ ffi::Error DecodeImpl(cudaStream_t stream, ffi::ScratchAllocator scratch, ffi::B
 XLA_FFI_DEFINE_HANDLER_SYMBOL(Decode, DecodeImpl,
                               ffi::Ffi::Bind()
                                   .Ctx<ffi::PlatformStream<cudaStream_t>>()
-                                  .Ctx<ffi::ScratchAllocator>()
                                   .Arg<ffi::Buffer<ffi::U8>>()
                                   .Arg<ffi::Buffer<ffi::F32>>()
                                   .Arg<ffi::Buffer<ffi::F32>>()

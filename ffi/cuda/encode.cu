@@ -96,11 +96,12 @@ ffi::Error LaunchEncode(cudaStream_t stream, const EncodeArgs& a) {
   return Launch(EncodeKernel<KIND, N, BITS, QJL>, grid, threads, smem, stream, a, "encode");
 }
 
-ffi::Error EncodeImpl(cudaStream_t stream, ffi::ScratchAllocator scratch, ffi::AnyBuffer x,
+ffi::Error EncodeImpl(cudaStream_t stream, ffi::AnyBuffer x,
                       ffi::Buffer<ffi::F32> params, ffi::Buffer<ffi::F32> boundaries, ffi::Buffer<ffi::F32> centroids,
                       ffi::RemainingArgs qjl_args, ffi::Result<ffi::Buffer<ffi::U8>> codes,
                       ffi::Result<ffi::Buffer<ffi::F32>> norms, ffi::RemainingRets qjl_rets, int64_t kind,
                       int64_t dim, int64_t bits) {
+  StreamScratch scratch(stream);
   RotationShape rot;
   if (ffi::Error err = CheckRotation(kind, dim, params.element_count(), &rot); err.failure()) return err;
   if (ffi::Error err = CheckBits(bits); err.failure()) return err;
@@ -139,7 +140,7 @@ ffi::Error EncodeImpl(cudaStream_t stream, ffi::ScratchAllocator scratch, ffi::A
   }
   if (in.rows == 0) return ffi::Error::Success();
   void* buf = nullptr;
-  if (ffi::Error err = Scratch(scratch, RotationScratchBytes(rot), &buf); err.failure()) return err;
+  if (ffi::Error err = scratch.Allocate(RotationScratchBytes(rot), &buf); err.failure()) return err;
   if (ffi::Error err = SetRotation(stream, rot, params.typed_data(), static_cast<float*>(buf)); err.failure())
     return err;
   if (a.s) return LaunchEncode<-1, 0, 0, true>(stream, a);
@@ -155,7 +156,6 @@ ffi::Error EncodeImpl(cudaStream_t stream, ffi::ScratchAllocator scratch, ffi::A
 XLA_FFI_DEFINE_HANDLER_SYMBOL(Encode, EncodeImpl,
                               ffi::Ffi::Bind()
                                   .Ctx<ffi::PlatformStream<cudaStream_t>>()
-                                  .Ctx<ffi::ScratchAllocator>()
                                   .Arg<ffi::AnyBuffer>()
                                   .Arg<ffi::Buffer<ffi::F32>>()
                                   .Arg<ffi::Buffer<ffi::F32>>()

@@ -6,9 +6,10 @@ namespace rotorjax {
 namespace cuda {
 namespace {
 
-ffi::Error RotateImpl(cudaStream_t stream, ffi::ScratchAllocator scratch, ffi::AnyBuffer x,
+ffi::Error RotateImpl(cudaStream_t stream, ffi::AnyBuffer x,
                       ffi::Buffer<ffi::F32> params, ffi::Result<ffi::AnyBuffer> y, int64_t kind, int64_t dim,
                       bool inverse) {
+  StreamScratch scratch(stream);
   RotationShape rot;
   if (ffi::Error err = CheckRotation(kind, dim, params.element_count(), &rot); err.failure()) return err;
   const Shape2D in = Flatten(x.dimensions()), out = Flatten(y->dimensions());
@@ -20,7 +21,7 @@ ffi::Error RotateImpl(cudaStream_t stream, ffi::ScratchAllocator scratch, ffi::A
     return Invalid("rotate: output must have the input's dtype and shape (..., " + std::to_string(out_w) + ")");
   if (in.rows == 0) return ffi::Error::Success();
   void* buf = nullptr;
-  if (ffi::Error err = Scratch(scratch, RotationScratchBytes(rot), &buf); err.failure()) return err;
+  if (ffi::Error err = scratch.Allocate(RotationScratchBytes(rot), &buf); err.failure()) return err;
   if (ffi::Error err = SetRotation(stream, rot, params.typed_data(), static_cast<float*>(buf)); err.failure())
     return err;
   const int dt = DtypeOf(x.element_type());
@@ -33,7 +34,6 @@ ffi::Error RotateImpl(cudaStream_t stream, ffi::ScratchAllocator scratch, ffi::A
 XLA_FFI_DEFINE_HANDLER_SYMBOL(Rotate, RotateImpl,
                               ffi::Ffi::Bind()
                                   .Ctx<ffi::PlatformStream<cudaStream_t>>()
-                                  .Ctx<ffi::ScratchAllocator>()
                                   .Arg<ffi::AnyBuffer>()
                                   .Arg<ffi::Buffer<ffi::F32>>()
                                   .Ret<ffi::AnyBuffer>()

@@ -102,10 +102,11 @@ ffi::Error LaunchScoresBits(cudaStream_t stream, long long B, const ScoresArgs& 
 // grouped: q (B, G, dim), codes (B, T, nbytes), norms (B, T) → (B, G, T); else every query row
 // against every code row (B = 1).
 template <bool kGrouped>
-ffi::Error ScoresImpl(cudaStream_t stream, ffi::ScratchAllocator scratch, ffi::AnyBuffer q, ffi::Buffer<ffi::U8> codes,
+ffi::Error ScoresImpl(cudaStream_t stream, ffi::AnyBuffer q, ffi::Buffer<ffi::U8> codes,
                       ffi::Buffer<ffi::F32> norms, ffi::Buffer<ffi::F32> params, ffi::Buffer<ffi::F32> centroids,
                       ffi::RemainingArgs qjl_args, ffi::Result<ffi::Buffer<ffi::F32>> out, int64_t kind, int64_t dim,
                       int64_t bits, float divisor) {
+  StreamScratch scratch(stream);
   const char* op = kGrouped ? "grouped_scores" : "scores";
   RotationShape rot;
   if (ffi::Error err = CheckRotation(kind, dim, params.element_count(), &rot); err.failure()) return err;
@@ -137,10 +138,10 @@ ffi::Error ScoresImpl(cudaStream_t stream, ffi::ScratchAllocator scratch, ffi::A
   void* rot_buf = nullptr;
   void* qrot = nullptr;
   void* qproj = nullptr;
-  if (ffi::Error err = Scratch(scratch, RotationScratchBytes(rot), &rot_buf); err.failure()) return err;
-  if (ffi::Error err = Scratch(scratch, size_t(qs.rows) * rot.n * sizeof(float), &qrot); err.failure()) return err;
+  if (ffi::Error err = scratch.Allocate(RotationScratchBytes(rot), &rot_buf); err.failure()) return err;
+  if (ffi::Error err = scratch.Allocate(size_t(qs.rows) * rot.n * sizeof(float), &qrot); err.failure()) return err;
   if (qjl.s)
-    if (ffi::Error err = Scratch(scratch, size_t(qs.rows) * qjl.m * sizeof(float), &qproj); err.failure()) return err;
+    if (ffi::Error err = scratch.Allocate(size_t(qs.rows) * qjl.m * sizeof(float), &qproj); err.failure()) return err;
   if (ffi::Error err = SetRotation(stream, rot, params.typed_data(), static_cast<float*>(rot_buf)); err.failure())
     return err;
   const RotateArgs ra{q.untyped_data(), qrot, DtypeOf(q.element_type()), kF32, qs.rows, rot.dim, rot.n, rot.n,
@@ -166,7 +167,6 @@ template <bool kGrouped>
 constexpr auto ScoresBinding() {
   return ffi::Ffi::Bind()
       .Ctx<ffi::PlatformStream<cudaStream_t>>()
-      .Ctx<ffi::ScratchAllocator>()
       .Arg<ffi::AnyBuffer>()
       .Arg<ffi::Buffer<ffi::U8>>()
       .Arg<ffi::Buffer<ffi::F32>>()
