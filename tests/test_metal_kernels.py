@@ -281,16 +281,20 @@ def test_an_emulated_op_refuses_what_the_host_refuses(emu):
 
 
 # A wrong direction, sign or index in a shader must fail the comparison above.
-MUTANTS = [
-    ("rotate.metal", "rj_rotate(a.kind, v, n, 1, rot, a.inverse);", "rj_rotate(a.kind, v, n, 1, rot, !a.inverse);"),
-    ("encode.metal", "rj_rotate(a.kind, v, n, 1, rot, 0);", "rj_rotate(a.kind, v, n, 1, rot, 1);"),
-    ("decode.metal", "v[c] *= norm;", "v[c] *= -norm;"),
-    ("scores.metal", "out[i * a.rows + key]", "out[key * a.queries + i]"),
-    ("block_matrices.metal", "mats[int(g) * k * k + i] = m[i];", "mats[int(g) * k * k + i] = -m[i];"),
-]
+MUTANTS = {
+    "rotate-direction": ("rotate.metal", "rj_rotate(a.kind, v, n, 1, rot, a.inverse);",
+                         "rj_rotate(a.kind, v, n, 1, rot, !a.inverse);"),
+    "encode-direction": ("encode.metal", "rj_rotate(a.kind, v, n, 1, rot, 0);", "rj_rotate(a.kind, v, n, 1, rot, 1);"),
+    "encode-missed-byte": ("encode.metal", "rj_metal_bytes_out(packed, nbytes, codes + row * nbytes);",
+                           "rj_metal_bytes_out(packed, nbytes - 1, codes + row * nbytes);"),
+    "decode-sign": ("decode.metal", "v[c] *= norm;", "v[c] *= -norm;"),
+    "scores-index": ("scores.metal", "out[i * a.rows + key]", "out[key * a.queries + i]"),
+    "block-matrix-sign": ("block_matrices.metal", "mats[int(g) * k * k + i] = m[i];",
+                          "mats[int(g) * k * k + i] = -m[i];"),
+}
 
 
-@pytest.mark.parametrize("shader,old,new", MUTANTS, ids=[m[0] for m in MUTANTS])
+@pytest.mark.parametrize("shader,old,new", MUTANTS.values(), ids=MUTANTS.keys())
 def test_a_wrong_shader_fails_the_comparison(tmp_path, shader, old, new):
     kernels = tmp_path / "kernels"
     shutil.copytree(KERNELS, kernels)

@@ -80,6 +80,13 @@ def build(kernels_dir: Path = KERNELS) -> Path:
     return lib
 
 
+def _unwritten(shape, dtype):
+    """An output buffer filled with what no kernel writes on purpose (NaN, 0xFF bytes), so a missed
+    element shows up in the comparison instead of passing as zero."""
+    dtype = np.dtype(dtype)
+    return np.full(shape, 0xFF if dtype == np.uint8 else np.nan, dtype)
+
+
 def _ptr(a):
     return None if a is None else a.ctypes.data_as(ctypes.c_void_p)
 
@@ -117,7 +124,7 @@ class Emulator:
         x = np.ascontiguousarray(x)
         raw = _f32(raw)
         n = self.padded_dim(kind, dim)
-        out = np.zeros((x.shape[0], dim if inverse else n), x.dtype)
+        out = _unwritten((x.shape[0], dim if inverse else n), x.dtype)
         if x.shape[1] != (n if inverse else dim):
             raise ValueError(f"rotate input has width {x.shape[1]}")
         self._check(self._lib.rj_emu_rotate(kind, dim, x.shape[0], DTYPES[x.dtype], int(inverse), _ptr(x), _ptr(raw),
@@ -130,10 +137,10 @@ class Emulator:
         raw, boundaries, centroids, qjl = map(_f32, (raw, boundaries, centroids, qjl))
         n = self.padded_dim(kind, dim)
         m = 0 if qjl is None else qjl.shape[0]
-        codes = np.zeros((rows, -(-n * bits // 8)), np.uint8)
-        norms = np.zeros(rows, np.float32)
-        qbits = np.zeros((rows, -(-m // 8)), np.uint8)
-        qnorms = np.zeros(rows, np.float32)
+        codes = _unwritten((rows, -(-n * bits // 8)), np.uint8)
+        norms = _unwritten(rows, np.float32)
+        qbits = _unwritten((rows, -(-m // 8)), np.uint8)
+        qnorms = _unwritten(rows, np.float32)
         self._check(self._lib.rj_emu_encode(
             kind, dim, bits, m, rows, DTYPES[x.dtype], _ptr(x), _ptr(raw), ctypes.c_longlong(raw.size),
             _ptr(boundaries), _ptr(centroids), _ptr(qjl), _ptr(codes), _ptr(norms), _ptr(qbits), _ptr(qnorms)))
@@ -143,7 +150,7 @@ class Emulator:
         codes = np.ascontiguousarray(codes, np.uint8)
         norms, raw, centroids = map(_f32, (norms, raw, centroids))
         m, s, qbits, qnorms = self._qjl(qjl)
-        out = np.zeros((codes.shape[0], dim), dtype)
+        out = _unwritten((codes.shape[0], dim), dtype)
         self._check(self._lib.rj_emu_decode(
             kind, dim, bits, m, codes.shape[0], DTYPES[np.dtype(dtype)], _ptr(codes), _ptr(norms), _ptr(raw),
             ctypes.c_longlong(raw.size), _ptr(centroids), _ptr(s), _ptr(qbits), _ptr(qnorms), _ptr(out)))
@@ -154,7 +161,7 @@ class Emulator:
         codes = np.ascontiguousarray(codes, np.uint8)
         norms, raw, centroids = map(_f32, (norms, raw, centroids))
         m, s, qbits, qnorms = self._qjl(qjl)
-        out = np.zeros((q.shape[0], codes.shape[0]), np.float32)
+        out = _unwritten((q.shape[0], codes.shape[0]), np.float32)
         self._check(self._lib.rj_emu_scores(
             kind, q.shape[1], bits, m, q.shape[0], codes.shape[0], DTYPES[q.dtype], ctypes.c_float(divisor),
             _ptr(q), _ptr(codes), _ptr(norms), _ptr(raw), ctypes.c_longlong(raw.size), _ptr(centroids), _ptr(s),
