@@ -6,6 +6,9 @@
 
 namespace rotorjax {
 namespace cuda {
+// Internal linkage: each .cu is its own CUDA module with its own c_params, so nothing that touches
+// them (SetRotation, the kernels' host stubs) may be merged across translation units by the linker.
+namespace {
 
 // s[r] += Σ_c q[r * qs + c] · centroids[idx_c] over the n coordinates of one packed row.
 // q rows are zero-padded to ⌈n/8⌉·8 and the row's bytes to GroupedBytes(n, bits), so the last group
@@ -41,5 +44,6 @@ __device__ inline void ZeroPad(unsigned char* tile, int rows, int stride, int fr
 // smallest that holds all `rows`, else 8 with ⌈rows / 8⌉ chunks.
 inline int RowsPerChunk(int rows) { return rows <= 1 ? 1 : rows <= 2 ? 2 : rows <= 4 ? 4 : 8; }
 
+}  // namespace
 }  // namespace cuda
 }  // namespace rotorjax

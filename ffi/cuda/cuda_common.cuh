@@ -19,6 +19,9 @@
 
 namespace rotorjax {
 namespace cuda {
+// Internal linkage: each .cu is its own CUDA module with its own c_params, so nothing that touches
+// them (SetRotation, the kernels' host stubs) may be merged across translation units by the linker.
+namespace {
 
 namespace ffi = xla::ffi;
 
@@ -221,11 +224,15 @@ class StreamScratch {
   std::vector<void*> ptrs_;
 };
 
+}  // namespace
 }  // namespace cuda
 }  // namespace rotorjax
 
 namespace rotorjax {
 namespace cuda {
+// Internal linkage: each .cu is its own CUDA module with its own c_params, so nothing that touches
+// them (SetRotation, the kernels' host stubs) may be merged across translation units by the linker.
+namespace {
 
 // Threads (= vectors) per block of the one-thread-per-vector kernels: 128 for widths up to 160,
 // else 32 so that a block's float tile stays well inside shared memory.
@@ -251,5 +258,6 @@ ffi::Error Launch(Kernel kernel, dim3 grid, int threads, size_t smem, cudaStream
   X(RJ_KIND_ROTOR_MIX, 128, 3) \
   X(RJ_KIND_ROTOR_MIX, 128, 2)
 
+}  // namespace
 }  // namespace cuda
 }  // namespace rotorjax

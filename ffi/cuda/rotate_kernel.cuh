@@ -6,6 +6,9 @@
 
 namespace rotorjax {
 namespace cuda {
+// Internal linkage: each .cu is its own CUDA module with its own c_params, so nothing that touches
+// them (SetRotation, the kernels' host stubs) may be merged across translation units by the linker.
+namespace {
 
 struct RotateArgs {
   const void* x;
@@ -63,5 +66,6 @@ ffi::Error LaunchRotate(cudaStream_t stream, const RotationShape& rot, const Rot
   return LaunchRotateAs<-1, 0, INV>(stream, a);
 }
 
+}  // namespace
 }  // namespace cuda
 }  // namespace rotorjax
