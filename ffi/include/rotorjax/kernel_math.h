@@ -68,6 +68,15 @@
 #ifndef RJ_UNROLL
 #define RJ_UNROLL
 #endif
+/* On output tiles of functions that read parameters through other pointers: without it the CPU
+ * compiler must assume a store may change the parameters and keeps gathers like c[idx[i]] scalar. */
+#ifndef RJ_RESTRICT
+#if defined(__METAL_VERSION__)
+#define RJ_RESTRICT
+#else
+#define RJ_RESTRICT __restrict__
+#endif
+#endif
 #ifndef RJ_THREAD
 #define RJ_THREAD
 #endif
@@ -281,7 +290,7 @@ RJ_FN void rj_hadamard_rotation(RJ_THREAD float* v, int n, int lanes, RJ_PARAM f
 
 /* Dense m×n matrix times each lane: out[j] = Σ_i S[j, i] in[i] (out = S in), or with `transpose`
  * out[i] = Σ_j S[j, i] in[j] (out = Sᵀ in, then in has m and out n coordinates). Used by QJL. */
-RJ_FN void rj_dense_matvec(RJ_THREAD float* in, RJ_THREAD float* out, int lanes, RJ_PARAM float* s, int m,
+RJ_FN void rj_dense_matvec(RJ_THREAD float* in, RJ_THREAD float* RJ_RESTRICT out, int lanes, RJ_PARAM float* s, int m,
                            int n, int transpose) {
   const int rows = transpose ? n : m, cols = transpose ? m : n;
   RJ_UNROLL
@@ -298,7 +307,8 @@ RJ_FN void rj_dense_matvec(RJ_THREAD float* in, RJ_THREAD float* out, int lanes,
 
 /* Inner products of one vector q (n coordinates, contiguous) with every lane of a tile:
  * out[l] = Σ_c q[c] · t[c, l]. */
-RJ_FN void rj_tile_dot(RJ_THREAD const float* q, RJ_THREAD const float* t, int n, int lanes, RJ_THREAD float* out) {
+RJ_FN void rj_tile_dot(RJ_THREAD const float* q, RJ_THREAD const float* t, int n, int lanes,
+                        RJ_THREAD float* RJ_RESTRICT out) {
   RJ_UNROLL
   for (int l = 0; l < lanes; ++l) out[l] = 0.0f;
   RJ_UNROLL
@@ -398,7 +408,7 @@ RJ_FN int rj_codebook_index(float y, RJ_PARAM float* bnd, int bits) {
  * 4 bits the boundaries below y are counted directly against 15 boundaries padded with +∞ (a fixed
  * unrolled count with no data-dependent loads, so it vectorises; the same number by definition);
  * above, rj_codebook_index per element. */
-RJ_FN void rj_quantize(RJ_THREAD float* y, RJ_THREAD int* idx, int count, RJ_PARAM float* bnd, int bits) {
+RJ_FN void rj_quantize(RJ_THREAD float* y, RJ_THREAD int* RJ_RESTRICT idx, int count, RJ_PARAM float* bnd, int bits) {
   if (bits <= 4) {
     float b[15];
     RJ_UNROLL
@@ -418,7 +428,7 @@ RJ_FN void rj_quantize(RJ_THREAD float* y, RJ_THREAD int* idx, int count, RJ_PAR
 }
 
 /* Centroids of indices: y[i] = c[idx[i]], i < count. */
-RJ_FN void rj_dequantize(RJ_THREAD int* idx, int count, RJ_PARAM float* centroids, RJ_THREAD float* y) {
+RJ_FN void rj_dequantize(RJ_THREAD int* idx, int count, RJ_PARAM float* centroids, RJ_THREAD float* RJ_RESTRICT y) {
   RJ_UNROLL
   for (int i = 0; i < count; ++i) y[i] = centroids[idx[i]];
 }
@@ -434,7 +444,7 @@ RJ_FN int rj_packed_size(int n, int bits) { return (n * bits + 7) / 8; }
 
 /* Packs an index tile (n × lanes) into a byte tile (rj_packed_size(n, bits) × lanes). Byte k holds
  * the indices i whose bits [i·bits, i·bits + bits) meet [8k, 8k + 8), index i shifted by i·bits − 8k. */
-RJ_FN void rj_pack(RJ_THREAD int* idx, int n, int lanes, int bits, RJ_THREAD unsigned char* bytes) {
+RJ_FN void rj_pack(RJ_THREAD int* idx, int n, int lanes, int bits, RJ_THREAD unsigned char* RJ_RESTRICT bytes) {
   const int nbytes = rj_packed_size(n, bits);
   RJ_UNROLL
   for (int k = 0; k < nbytes; ++k) {
@@ -457,7 +467,7 @@ RJ_FN void rj_pack(RJ_THREAD int* idx, int n, int lanes, int bits, RJ_THREAD uns
 
 /* Unpacks a byte tile into an index tile: index i is bits [s, s + bits) of bytes k and k + 1
  * (t = i·bits, k = t / 8, s = t % 8; an index spans at most two bytes since bits ≤ 8). */
-RJ_FN void rj_unpack(RJ_THREAD const unsigned char* bytes, int n, int lanes, int bits, RJ_THREAD int* idx) {
+RJ_FN void rj_unpack(RJ_THREAD const unsigned char* bytes, int n, int lanes, int bits, RJ_THREAD int* RJ_RESTRICT idx) {
   const unsigned int mask = (1u << bits) - 1u;
   RJ_UNROLL
   for (int i = 0; i < n; ++i) {
