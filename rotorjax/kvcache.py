@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from rotorjax import rotations
+from rotorjax import ops, rotations
 from rotorjax.quantizer import Codes, TurboQuant
 
 
@@ -140,7 +140,8 @@ class QuantSpec:
     ``k_bits``/``v_bits`` and ``k_rotation``/``v_rotation`` configure two independent ``TurboQuant``s.
     The first ``sinks`` positions and, for each query, the ``recent`` positions up to and including its
     own stay in full precision. ``center_keys`` subtracts the per-head, per-channel mean ``μ`` of the first
-    chunk's keys (positions ≥ ``sinks``) before encoding; see ``TurboQuantKVCache``.
+    chunk's keys (positions ≥ ``sinks``) before encoding; see ``TurboQuantKVCache``. ``backend`` is
+    passed to ``TurboQuant`` (see ``rotorjax.ops``).
     """
 
     k_bits: int = 4
@@ -150,11 +151,13 @@ class QuantSpec:
     sinks: int = 4
     recent: int = 64
     center_keys: bool = True
+    backend: str = "auto"  # TurboQuant's: compiled kernels where built ("auto"), or pure JAX ("jax")
 
     def __post_init__(self):
         for f in ("k_rotation", "v_rotation"):
             if getattr(self, f) not in rotations.KINDS:
                 raise ValueError(f"QuantSpec.{f} must be one of {rotations.KINDS}, got {getattr(self, f)!r}")
+        ops.check_backend(self.backend)
         for f in ("sinks", "recent"):
             v = getattr(self, f)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
@@ -273,8 +276,8 @@ class TurboQuantKVCache(nnx.Module):
             raise ValueError(f"sinks ({spec.sinks}) exceed the capacity ({capacity})")
         key = jax.random.key(0) if key is None else key
         kkey, vkey = jax.random.split(key)
-        self.kq = nnx.data(TurboQuant(head_dim, spec.k_bits, spec.k_rotation, key=kkey))
-        self.vq = nnx.data(TurboQuant(head_dim, spec.v_bits, spec.v_rotation, key=vkey))
+        self.kq = nnx.data(TurboQuant(head_dim, spec.k_bits, spec.k_rotation, key=kkey, backend=spec.backend))
+        self.vq = nnx.data(TurboQuant(head_dim, spec.v_bits, spec.v_rotation, key=vkey, backend=spec.backend))
         self.spec, self.capacity = spec, capacity
         empty = lambda q: q.encode(jnp.zeros((batch, num_kv_heads, capacity, head_dim), dtype))
         kc, vc = empty(self.kq), empty(self.vq)

@@ -18,6 +18,7 @@ import argparse
 import itertools
 import json
 import pathlib
+import shlex
 import sys
 import time
 
@@ -49,6 +50,8 @@ def parse_args(argv=None):
     p.add_argument("--center", nargs="+", default=["on"], choices=["on", "off"])
     p.add_argument("--sinks", type=int, default=4)
     p.add_argument("--recent", type=int, default=64)
+    p.add_argument("--backend", default="auto", choices=["auto", "jax", "ffi"],
+                   help="TurboQuant backend: compiled kernels where built (auto), pure JAX, or kernels only")
     p.add_argument("--needle-length", type=int, default=2048)
     p.add_argument("--needle-depths", type=float, nargs="*", default=[0.1, 0.5, 0.9])
     p.add_argument("--needle-for", nargs="*", default=["K4V4 rotor-mix s4 r64"],
@@ -68,7 +71,7 @@ def configs(args) -> list[core.Config]:
     for (kb, vb), rot, sr, ce in itertools.product(args.bits, args.rotations, args.sinks_recent, args.center):
         spec = kvcache.QuantSpec(k_bits=kb, v_bits=vb, k_rotation=rot, v_rotation=rot,
                                  sinks=args.sinks if sr == "on" else 0, recent=args.recent if sr == "on" else 0,
-                                 center_keys=ce == "on")
+                                 center_keys=ce == "on", backend=args.backend)
         out.append(core.Config(spec.label, spec))
     return out
 
@@ -84,25 +87,34 @@ def format_table(rows: list[dict]) -> str:
 
 
 def plot(rows: list[dict], path: str) -> None:
+    """Perplexity change and KL against bytes per token: one colour per rotation kind, one marker per
+    context length."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    for ctx in sorted({r["context"] for r in rows}):
-        sel = [r for r in rows if r["context"] == ctx and r["config"] != "dense"]
-        x = [r["bytes_per_token"] for r in sel]
-        axes[0].scatter(x, [r["ppl_delta_pct"] for r in sel], label=f"{ctx} tokens", s=14)
-        axes[1].scatter(x, [max(r["kl"], 1e-6) for r in sel], label=f"{ctx} tokens", s=14)
-    axes[0].set(xlabel="cache bytes per token (all layers)", ylabel="perplexity vs dense (%)")
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
+    contexts = sorted({r["context"] for r in rows})
+    markers = dict(zip(contexts, "os^Dv<>"))
+    colours = dict(zip(rotations.KINDS, plt.get_cmap("tab10").colors))
+    for r in rows:
+        if r["spec"] is None:
+            continue
+        kw = dict(marker=markers[r["context"]], color=colours[r["spec"]["k_rotation"]], s=22, alpha=0.8)
+        axes[0].scatter(r["bytes_per_token"], r["ppl_delta_pct"], **kw)
+        axes[1].scatter(r["bytes_per_token"], max(r["kl"], 1e-6), **kw)
+    handles = [plt.Line2D([], [], color=c, marker="o", ls="", label=k) for k, c in colours.items()]
+    handles += [plt.Line2D([], [], color="grey", marker=m, ls="", label=f"{c} tokens") for c, m in markers.items()]
+    axes[0].set(xlabel="cache bytes per token (all layers)", ylabel="perplexity vs dense (%)", yscale="symlog")
     axes[1].set(xlabel="cache bytes per token (all layers)", ylabel="KL(dense ‖ cache), nats", yscale="log")
     for ax in axes:
         ax.grid(alpha=0.3)
-        ax.legend()
+    axes[1].legend(handles=handles, fontsize=8, loc="upper right")
     fig.suptitle("Compressed KV caches on SmolLM2-135M-Instruct (Wikipedia text)")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def main(argv=None) -> int:
@@ -116,7 +128,7 @@ def main(argv=None) -> int:
     text = wikitext.load()
     ids = np.asarray(tokenizer.encode(text), np.int32)
     cfgs = configs(args)
-    results = {"args": {k: v for k, v in vars(args).items()}, "command": "python -m rotorjax.eval " + " ".join(argv if argv is not None else sys.argv[1:]),
+    results = {"args": {k: v for k, v in vars(args).items()}, "command": shlex.join(["python", "-m", "rotorjax.eval", *(argv if argv is not None else sys.argv[1:])]),
                "model": args.model or download.DEFAULT_MODEL, "rows": [], "needle": []}
     out = pathlib.Path(args.out)
 

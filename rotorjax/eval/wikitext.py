@@ -38,8 +38,8 @@ def _strip_nested(text: str, open_: str, close: str) -> str:
     return "".join(out)
 
 
-def clean(wikitext: str) -> list[str]:
-    """Prose paragraphs of one article's wiki markup."""
+def clean(wikitext: str, min_chars: int = 200) -> list[str]:
+    """Prose paragraphs (at least ``min_chars`` long) of one article's wiki markup."""
     t = re.sub(r"<!--.*?-->", "", wikitext, flags=re.S)
     t = re.sub(r"<ref[^>/]*/>|<ref[^>]*>.*?</ref>", "", t, flags=re.S)
     t = _strip_nested(_strip_nested(t, "{{", "}}"), "{|", "|}")
@@ -50,7 +50,7 @@ def clean(wikitext: str) -> list[str]:
     paras = []
     for p in re.split(r"\n\s*\n", t):
         p = " ".join(p.split())
-        if len(p) >= 200 and not p.startswith(("=", "*", "#", "|", ":", ";")):
+        if len(p) >= min_chars and not p.startswith(("=", "*", "#", "|", ":", ";")):
             paras.append(p)
     return paras
 

@@ -142,3 +142,20 @@ class Llama(nnx.Module):
         if self.lm_head is None:
             return self.embed.attend(x)
         return self.lm_head(x)
+
+
+@nnx.jit(static_argnames="steps")
+def generate(model: Llama, cache: kvcache.KVCache, prompt, steps: int):
+    """Greedy decoding as one jitted program: prefill ``prompt`` (B, T) into ``cache``, then a
+    ``fori_loop`` of ``steps - 1`` single-token decode steps. Returns the ``steps`` new tokens (B, steps)."""
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    first = jnp.argmax(model(prompt, cache)[:, -1], axis=-1).astype(prompt.dtype)
+    out = jnp.zeros((prompt.shape[0], steps), prompt.dtype).at[:, 0].set(first)
+
+    def step(i, carry):
+        model, cache, out = carry
+        logits = model(out[:, i - 1, None], cache)
+        return model, cache, out.at[:, i].set(jnp.argmax(logits[:, -1], axis=-1).astype(out.dtype))
+
+    return nnx.fori_loop(1, steps, step, (model, cache, out))[2]
