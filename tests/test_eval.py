@@ -38,7 +38,7 @@ def test_needle_prompt(model_path):
     ids = core.needle_prompt(tok, core.FILLER * 50, 31337, 0.5, 300)
     assert ids.shape == (300,)
     text = tok.decode(ids)
-    assert text.count("31337") == 2 and text.endswith(core.QUESTION)
+    assert text.count("31337") == 2 and text.startswith(core.PREAMBLE) and text.endswith(core.QUESTION)
     assert 0.3 < text.index("31337") / len(text) < 0.7
     with pytest.raises(ValueError, match="depth"):
         core.needle_prompt(tok, core.FILLER, 1, 1.5, 100)

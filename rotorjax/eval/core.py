@@ -93,24 +93,28 @@ def score_window(model, tokens, spec, ref_logp, timing: bool = False) -> dict:
     return out
 
 
+PREAMBLE = ("There is an important pass key hidden inside a lot of irrelevant text. Find it and memorize it. "
+            "I will quiz you about the pass key.\n\n")
 FILLER = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again. "
 QUESTION = "\nWhat is the pass key? The pass key is"
 
 
 def needle_prompt(tokenizer, haystack: str, passkey: int, depth: float, length: int) -> np.ndarray:
-    """Exactly ``length`` tokens: haystack with "The pass key is N. Remember it. N is the pass key."
-    inserted at fraction ``depth``, then the question."""
+    """Exactly ``length`` tokens: the preamble, then the haystack with "The pass key is N. Remember it. N is
+    the pass key." inserted at fraction ``depth`` of it, then the question (the passkey-retrieval prompt
+    of Mohtashami & Jaggi, arXiv 2305.16300)."""
     if not 0.0 <= depth <= 1.0:
         raise ValueError(f"depth must be in [0, 1], got {depth}")
     needle = tokenizer.encode(f" The pass key is {passkey}. Remember it. {passkey} is the pass key. ")
     question = tokenizer.encode(QUESTION)
-    n_hay = length - len(needle) - len(question)
+    preamble = tokenizer.encode(PREAMBLE)
+    n_hay = length - len(preamble) - len(needle) - len(question)
     hay = tokenizer.encode(haystack)
     if n_hay <= 0 or len(hay) < n_hay:
         raise ValueError(f"haystack too short for a {length}-token needle prompt")
     hay = hay[:n_hay]
     cut = int(round(depth * n_hay))
-    return np.asarray(hay[:cut] + needle + hay[cut:] + question, np.int32)
+    return np.asarray(preamble + hay[:cut] + needle + hay[cut:] + question, np.int32)
 
 
 def needle(model, tokenizer, spec, haystack: str, passkey: int, depth: float, length: int, steps: int = 7) -> dict:
