@@ -69,3 +69,19 @@ def test_cli_short_run(model_path, tmp_path, capsys):
 def test_cli_bad_arguments(argv):
     with pytest.raises(SystemExit):
         cli.parse_args(argv)
+
+
+def test_layerwise_forward_matches_model():
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from rotorjax import kvcache
+    from rotorjax.models import Llama, LlamaConfig
+
+    cfg = LlamaConfig(vocab_size=300, dim=32, n_layers=2, n_heads=4, n_kv_heads=2, head_dim=8, ffn_dim=48, max_len=64)
+    model = Llama(cfg, nnx.Rngs(0))
+    tokens = jax.random.randint(jax.random.key(0), (1, 10), 0, 300)
+    spec = kvcache.QuantSpec(k_bits=3, v_bits=3, sinks=1, recent=2)
+    for make in (lambda: kvcache.KVCache.dense(cfg, 1, 12), lambda: kvcache.KVCache.turboquant(cfg, 1, 12, spec)):
+        np.testing.assert_allclose(core.forward(model, tokens, make()), model(tokens, make()), atol=1e-5)

@@ -37,12 +37,11 @@ def _block(block, cache, x, positions):
 
 @nnx.jit
 def _head(model, x):
-    x = model.norm(x)
-    return model.embed.attend(x) if model.lm_head is None else model.lm_head(x)
+    return model.head(x)
 
 
 def forward(model, tokens, cache):
-    """``model(tokens, cache)``, jitted per layer."""
+    """``model(tokens, cache)`` (``Llama.__call__``), jitted per layer."""
     positions = cache.length + jnp.arange(tokens.shape[1], dtype=jnp.int32)
     x = _embed(model, tokens)
     for block, layer_cache in zip(model.layers, cache.layers):

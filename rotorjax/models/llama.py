@@ -138,10 +138,12 @@ class Llama(nnx.Module):
         x = self.embed(tokens)
         for i, layer in enumerate(self.layers):
             x = layer(x, positions, None if cache is None else cache.layers[i])
+        return self.head(x)
+
+    def head(self, x):
+        """Final norm and the output projection (the embedding matrix when tied) -> logits."""
         x = self.norm(x)
-        if self.lm_head is None:
-            return self.embed.attend(x)
-        return self.lm_head(x)
+        return self.embed.attend(x) if self.lm_head is None else self.lm_head(x)
 
 
 @nnx.jit(static_argnames="steps")
