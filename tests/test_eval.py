@@ -85,3 +85,18 @@ def test_layerwise_forward_matches_model():
     spec = kvcache.QuantSpec(k_bits=3, v_bits=3, sinks=1, recent=2)
     for make in (lambda: kvcache.KVCache.dense(cfg, 1, 12), lambda: kvcache.KVCache.turboquant(cfg, 1, 12, spec)):
         np.testing.assert_allclose(core.forward(model, tokens, make()), model(tokens, make()), atol=1e-5)
+
+
+def test_boundary_layers_config():
+    from flax import nnx
+
+    from rotorjax import kvcache
+    from rotorjax.models import Llama, LlamaConfig
+
+    cfg = LlamaConfig(vocab_size=50, dim=16, n_layers=3, n_heads=2, n_kv_heads=1, head_dim=8, ffn_dim=16, max_len=16)
+    model = nnx.eval_shape(lambda: Llama(cfg, nnx.Rngs(0)))
+    config = core.Config("x", kvcache.QuantSpec(k_bits=2, v_bits=3), boundary=1, boundary_bits=4)
+    cache = core.make_cache(model, config, 8)
+    assert [(c.kq.bits, c.vq.bits) for c in cache.layers] == [(4, 4), (2, 3), (4, 4)]
+    assert isinstance(core.make_cache(model, core.Config("dense"), 8).layers[0], kvcache.DenseKVCache)
+    assert "edge1@4" in cli.configs(cli.parse_args(["--bits", "2/2", "--rotations", "haar", "--boundary", "1"]))[1].name

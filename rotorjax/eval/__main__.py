@@ -50,6 +50,9 @@ def parse_args(argv=None):
     p.add_argument("--center", nargs="+", default=["on"], choices=["on", "off"])
     p.add_argument("--sinks", type=int, default=4)
     p.add_argument("--recent", type=int, default=64)
+    p.add_argument("--boundary", type=int, default=0,
+                   help="first and last N layers at --boundary-bits for K and V (0: all layers alike)")
+    p.add_argument("--boundary-bits", type=int, default=4)
     p.add_argument("--backend", default="auto", choices=["auto", "jax", "ffi"],
                    help="TurboQuant backend: compiled kernels where built (auto), pure JAX, or kernels only")
     p.add_argument("--needle-length", type=int, default=2048)
@@ -72,7 +75,8 @@ def configs(args) -> list[core.Config]:
         spec = kvcache.QuantSpec(k_bits=kb, v_bits=vb, k_rotation=rot, v_rotation=rot,
                                  sinks=args.sinks if sr == "on" else 0, recent=args.recent if sr == "on" else 0,
                                  center_keys=ce == "on", backend=args.backend)
-        out.append(core.Config(spec.label, spec))
+        name = spec.label + (f" edge{args.boundary}@{args.boundary_bits}" if args.boundary else "")
+        out.append(core.Config(name, spec, args.boundary, args.boundary_bits))
     return out
 
 
@@ -143,12 +147,13 @@ def main(argv=None) -> int:
             window = jnp.asarray(ids[w * ctx:(w + 1) * ctx])[None]
             ref = core.dense_reference(model, window)
             for c in tqdm(cfgs, desc=f"context {ctx}, window {w + 1}/{args.windows}", file=sys.stderr):
-                per_cfg[c.name].append(core.score_window(model, window, c.spec, ref, args.timing))
+                per_cfg[c.name].append(core.score_window(model, window, c, ref, args.timing))
         dense_ppl = float(np.exp(np.mean([np.log(m["ppl"]) for m in per_cfg["dense"]])))
         for c in cfgs:
             ms = per_cfg[c.name]
             ppl = float(np.exp(np.mean([np.log(m["ppl"]) for m in ms])))
-            row = {"context": ctx, "config": c.name, "spec": None if c.spec is None else vars(c.spec), "ppl": ppl,
+            row = {"context": ctx, "config": c.name, "spec": None if c.spec is None else vars(c.spec),
+                   "boundary": [c.boundary, c.boundary_bits] if c.boundary else None, "ppl": ppl,
                    "ppl_delta_pct": 100 * (ppl / dense_ppl - 1),
                    **{k: float(np.mean([m[k] for m in ms])) for k in ("kl", "top1_agree", "bytes_per_token")},
                    "tokens_per_s": None if ms[0]["tokens_per_s"] is None else float(np.mean([m["tokens_per_s"] for m in ms]))}
@@ -162,7 +167,7 @@ def main(argv=None) -> int:
         jobs = list(itertools.product(needle_cfgs, haystacks, args.needle_depths))
         for i, (c, hay, depth) in enumerate(tqdm(jobs, desc="needle", file=sys.stderr)):
             passkey = 10000 + (7919 * (i % (len(haystacks) * len(args.needle_depths))) + 4271) % 90000
-            r = core.needle(model, tokenizer, c.spec, haystacks[hay], passkey, depth, args.needle_length)
+            r = core.needle(model, tokenizer, c, haystacks[hay], passkey, depth, args.needle_length)
             results["needle"].append({"config": c.name, "haystack": hay, "length": args.needle_length, **r})
             save()
 

@@ -63,10 +63,13 @@ def _compare(logits, ref_logp, targets):
     return nll, kl, agree
 
 
-def make_cache(model, spec, capacity: int, batch: int = 1):
-    """``spec=None``: the dense cache; else a ``QuantSpec`` (or per-layer list) for TurboQuant caches."""
-    if spec is None:
+def make_cache(model, config: "Config | None", capacity: int, batch: int = 1):
+    """The dense cache for ``None`` or a dense ``Config``; else TurboQuant caches as ``config`` says."""
+    if config is None or config.spec is None:
         return kvcache.KVCache.dense(model.cfg, batch, capacity)
+    spec = config.spec
+    if config.boundary:
+        spec = kvcache.boundary_layers(spec, model.cfg.n_layers, config.boundary, config.boundary_bits)
     return kvcache.KVCache.turboquant(model.cfg, batch, capacity, spec)
 
 
@@ -76,16 +79,16 @@ def dense_reference(model, tokens):
     return _log_probs(forward(model, tokens, cache))[:, :-1]
 
 
-def score_window(model, tokens, spec, ref_logp, timing: bool = False) -> dict:
+def score_window(model, tokens, config, ref_logp, timing: bool = False) -> dict:
     """Perplexity, KL to the dense reference and top-1 agreement for one window; with ``timing``, the
     prefill is run a second time (compiled) and its tokens per second reported."""
-    cache = make_cache(model, spec, tokens.shape[1])
+    cache = make_cache(model, config, tokens.shape[1])
     logits = forward(model, tokens, cache)
     nll, kl, agree = _compare(logits[:, :-1], ref_logp, tokens[:, 1:])
     out = {"ppl": float(np.exp(nll)), "kl": float(kl), "top1_agree": float(agree),
            "bytes_per_token": cache.bytes_per_token(), "tokens_per_s": None}
     if timing:
-        cache = make_cache(model, spec, tokens.shape[1])
+        cache = make_cache(model, config, tokens.shape[1])
         t0 = time.perf_counter()
         forward(model, tokens, cache).block_until_ready()
         out["tokens_per_s"] = tokens.shape[1] / (time.perf_counter() - t0)
@@ -116,9 +119,9 @@ def needle_prompt(tokenizer, haystack: str, passkey: int, depth: float, length: 
     return np.asarray(preamble + hay[:cut] + needle + hay[cut:] + question, np.int32)
 
 
-def needle(model, tokenizer, spec, haystack: str, passkey: int, depth: float, length: int, steps: int = 7) -> dict:
+def needle(model, tokenizer, config, haystack: str, passkey: int, depth: float, length: int, steps: int = 7) -> dict:
     prompt = jnp.asarray(needle_prompt(tokenizer, haystack, passkey, depth, length))[None]
-    cache = make_cache(model, spec, length + steps)
+    cache = make_cache(model, config, length + steps)
     tok = jnp.argmax(forward(model, prompt, cache)[:, -1], -1)
     out = [int(tok[0])]
     for _ in range(steps - 1):  # decode one token at a time through the cache
@@ -130,7 +133,10 @@ def needle(model, tokenizer, spec, haystack: str, passkey: int, depth: float, le
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    """One row of the sweep: a name and a cache spec (``None`` = dense)."""
+    """One row of the sweep: a name and a cache spec (``None`` = dense); ``boundary > 0`` puts the first
+    and last ``boundary`` layers at ``boundary_bits`` for K and V."""
 
     name: str
-    spec: object = None
+    spec: kvcache.QuantSpec | None = None
+    boundary: int = 0
+    boundary_bits: int = 4
