@@ -10,6 +10,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import rotorjax
+
 SCRIPT = textwrap.dedent(
     """
     import jax, jax.numpy as jnp, numpy as np
@@ -53,7 +55,8 @@ SCRIPT = textwrap.dedent(
 
 def test_kernels_run_sharded_over_the_batch_without_gathering():
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
-    root = Path(__file__).resolve().parents[1]
+    # The subprocess imports the same rotorjax as this process (installed or source tree).
+    root = Path(rotorjax.__file__).resolve().parents[1]
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
     result = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-4000:]

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <cstdlib>
 #include <string>
@@ -190,8 +191,10 @@ inline int NumThreads() {
   return n;
 }
 
-// Runs fn(first_tile, end_tile) over [0, tiles) split across threads. Small batches stay on the
-// calling thread: starting a thread costs more than a few tiles of work.
+// Runs fn(first_tile, end_tile) over [0, tiles) on up to NumThreads() threads (the caller's included).
+// Threads take chunks of about 1/16 of their share from a shared counter, so a thread that the OS
+// preempts (a busy machine) holds up only its current chunk. Small batches stay on the calling
+// thread: starting a thread costs more than a few tiles of work.
 template <typename Fn>
 void ParallelTiles(int64_t tiles, int64_t work_per_tile, Fn&& fn) {
   constexpr int64_t kMinWorkPerThread = 1 << 18;
@@ -201,13 +204,14 @@ void ParallelTiles(int64_t tiles, int64_t work_per_tile, Fn&& fn) {
     fn(int64_t(0), tiles);
     return;
   }
-  const int64_t chunk = (tiles + threads - 1) / threads;
+  const int64_t chunk = std::max<int64_t>(1, tiles / (16 * int64_t(threads)));
+  std::atomic<int64_t> next{0};
+  auto worker = [&] {
+    for (int64_t b = next.fetch_add(chunk); b < tiles; b = next.fetch_add(chunk)) fn(b, std::min(tiles, b + chunk));
+  };
   std::vector<std::thread> pool;
-  for (int t = 1; t < threads; ++t) {
-    const int64_t b = t * chunk, e = std::min(tiles, b + chunk);
-    if (b < e) pool.emplace_back([&fn, b, e] { fn(b, e); });
-  }
-  fn(int64_t(0), std::min(tiles, chunk));
+  for (int t = 1; t < threads; ++t) pool.emplace_back(worker);
+  worker();
   for (auto& th : pool) th.join();
 }
 
