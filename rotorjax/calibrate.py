@@ -108,9 +108,10 @@ def _fit(rotation, units, quantizer, optimizer, steps, batch_size, key):
 
 
 def quantization_mse(rotation: rotations.Rotation | str, samples: jax.Array, bits: int = 4,
-                     key: jax.Array | None = None, backend: str = "auto") -> float:
+                     key: jax.Array | None = None, backend: str = "auto") -> jax.Array:
     """Held-out error ``E‖x − x̂‖² / ‖x‖²`` of ``bits``-bit TurboQuant with ``rotation`` (a kind is drawn
-    from ``key``), through the real encode/decode path (:func:`rotorjax.metrics.mse`) on ``backend``."""
+    from ``key``), through the real encode/decode path (:func:`rotorjax.metrics.mse`) on ``backend``.
+    A scalar array, so that ``jax.vmap`` evaluates one rotation per head in one program."""
     x = jnp.asarray(samples, jnp.float32).reshape(-1, jnp.shape(samples)[-1])
     tq = TurboQuant(x.shape[-1], bits, rotation, key=key, backend=backend)
-    return float(metrics.mse(x, tq.decode(tq.encode(x))))
+    return metrics.mse(x, tq.decode(tq.encode(x)))
