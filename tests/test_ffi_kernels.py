@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from ffi_cases import assert_close, assert_codes_match, batch_shapes, dims, dtypes, inputs, kinds, make_input, seeds
 from rotorjax import TurboQuant, _ffi, ops, packing, rotations
 
-FFI = settings(max_examples=12, deadline=None)
+FFI = settings(max_examples=10, deadline=None)
 
 
 def test_cpu_kernels_are_built():
