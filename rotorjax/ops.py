@@ -33,23 +33,27 @@ def check_backend(backend: str) -> str:
     return backend
 
 
-def kernel_platforms() -> tuple[str, ...]:
+def kernel_platforms(width: int | None = None) -> tuple[str, ...]:
     """Platforms whose kernels are available: compiled extension modules (CPU, CUDA) and Metal PJRT
-    plugins that carry the same targets (:mod:`rotorjax.metal`)."""
-    return _ffi.platforms() + metal.platforms()
+    plugins that carry the same targets (:mod:`rotorjax.metal`). ``width`` is the rotated dimension of
+    the call: the Metal kernels keep a vector in thread memory and take at most
+    ``metal.MAX_ROTATED_DIM``, so wider calls stay on pure JAX there."""
+    fits_metal = width is None or width <= metal.MAX_ROTATED_DIM
+    return _ffi.platforms() + (metal.platforms() if fits_metal else ())
 
 
-def dispatch(backend: str, kernel, reference, *args):
-    """``kernel(*args)`` or ``reference(*args)`` as ``backend`` says (see the module docstring)."""
+def dispatch(backend: str, kernel, reference, *args, width: int | None = None):
+    """``kernel(*args)`` or ``reference(*args)`` as ``backend`` says (see the module docstring);
+    ``width`` as in :func:`kernel_platforms`."""
     check_backend(backend)
     if backend == "jax":
         return reference(*args)
     if backend == "ffi":
         platform = jax.default_backend()
-        if platform not in kernel_platforms():
+        if platform not in kernel_platforms(width):
             _ffi.require(platform)
         return kernel(*args)
-    available = kernel_platforms()
+    available = kernel_platforms(width)
     if not available:
         return reference(*args)
     return jax.lax.platform_dependent(*args, default=reference, **{p: kernel for p in available})
@@ -69,7 +73,7 @@ def _kernel(rotation, x, inverse: bool):
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def _rotate(rotation, x, inverse: bool, backend: str):
     return dispatch(backend, functools.partial(_kernel, inverse=inverse),
-                    functools.partial(_reference, inverse=inverse), rotation, x)
+                    functools.partial(_reference, inverse=inverse), rotation, x, width=rotation.padded_dim)
 
 
 def _rotate_fwd(rotation, x, inverse, backend):

@@ -173,7 +173,8 @@ class TurboQuant:
     def encode(self, x: jax.Array) -> Codes:
         """``(..., dim)`` → :class:`Codes`. Zero vectors encode to norm 0 (and decode to zeros). A vector
         with a non-finite entry gets a non-finite norm and decodes to NaN; other vectors are unaffected."""
-        return ops.dispatch(self.backend, self._encode_ffi, self._encode_jax, self._check(x, "input"))
+        return ops.dispatch(self.backend, self._encode_ffi, self._encode_jax, self._check(x, "input"),
+                            width=self.padded_dim)
 
     def _encode_jax(self, x: jax.Array) -> Codes:
         xf = x.astype(jnp.float32)
@@ -230,7 +231,8 @@ class TurboQuant:
 
     def decode_rotated(self, codes: Codes) -> jax.Array:
         """``‖x‖ · ŷ``: the reconstruction in the rotated domain, ``(..., padded_dim)`` float32."""
-        return ops.dispatch(self.backend, self._decode_rotated_ffi, self._decode_rotated_jax, self._check_codes(codes))
+        return ops.dispatch(self.backend, self._decode_rotated_ffi, self._decode_rotated_jax, self._check_codes(codes),
+                            width=self.padded_dim)
 
     def _decode_rotated_ffi(self, codes: Codes) -> jax.Array:
         return _ffi.decode(codes.indices, codes.norms.astype(jnp.float32), _ffi.no_params(), self.centroids,
@@ -242,7 +244,8 @@ class TurboQuant:
 
     def decode(self, codes: Codes) -> jax.Array:
         """:class:`Codes` → ``x̂ (..., dim)`` in the dtype that was encoded."""
-        return ops.dispatch(self.backend, self._decode_ffi, self._decode_jax, self._check_codes(codes))
+        return ops.dispatch(self.backend, self._decode_ffi, self._decode_jax, self._check_codes(codes),
+                            width=self.padded_dim)
 
     def _decode_jax(self, codes: Codes) -> jax.Array:
         return self.rotation.inverse(self._decode_rotated_jax(codes)).astype(codes.dtype)
@@ -268,7 +271,7 @@ class TurboQuant:
             self.backend,
             lambda q, codes: self._scores_ffi(q, codes, debias, kind, dim, params),
             lambda q, codes: self._scores_rotated_jax(self.rotation.apply(q.astype(jnp.float32)), codes, debias),
-            q, codes)
+            q, codes, width=self.padded_dim)
 
     def scores_rotated(self, q_rot: jax.Array, codes: Codes, debias: bool = False) -> jax.Array:
         """:meth:`scores` for a query already rotated by :meth:`rotate`, ``(*Q, padded_dim)``."""
@@ -280,7 +283,7 @@ class TurboQuant:
             self.backend,
             lambda q, codes: self._scores_ffi(q, codes, debias, _ffi.KIND_NONE, self.padded_dim, _ffi.no_params()),
             lambda q, codes: self._scores_rotated_jax(q, codes, debias),
-            q_rot, codes)
+            q_rot, codes, width=self.padded_dim)
 
     def _check_scores(self, codes: Codes, debias: bool) -> Codes:
         if debias and self.qjl:

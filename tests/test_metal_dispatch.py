@@ -10,7 +10,7 @@ from pathlib import Path
 import jax
 import pytest
 
-from rotorjax import _ffi, metal
+from rotorjax import _ffi, metal, ops
 
 
 @pytest.fixture
@@ -49,6 +49,16 @@ def test_plugin_with_the_targets_is_used_once_announced(fake_metal):
     assert len(messages) == 1 and "using the Metal kernels" in messages[0] and "'mtl'" in messages[0]
     # Decided once per process: no second probe, no second warning.
     assert decide() == (("mtl",), [])
+
+
+def test_calls_wider_than_the_metal_kernels_stay_on_pure_jax(fake_metal):
+    if "cpu" not in _ffi.platforms():
+        pytest.skip("the CPU kernel module is not built (pip install .)")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert "mtl" in ops.kernel_platforms(width=metal.MAX_ROTATED_DIM)
+    assert "mtl" not in ops.kernel_platforms(width=metal.MAX_ROTATED_DIM + 1)
+    assert "mtl" in ops.kernel_platforms()
 
 
 def test_plugin_without_a_target_falls_back_with_one_warning(fake_metal, monkeypatch):
