@@ -219,14 +219,25 @@ class TurboQuant:
             raise ValueError(f"codes {'have' if codes.qjl_bits is not None else 'lack'} QJL bits but qjl={self.qjl}")
         return codes
 
+    def _centroid_values(self, codes: Codes) -> jax.Array:
+        """``c[idx]`` ``(..., padded_dim)``."""
+        return self.centroids[packing.unpack(codes.indices, self.mse_bits, self.padded_dim)]
+
+    def _qjl_signs(self, codes: Codes) -> jax.Array:
+        """``z ∈ {±1}^m`` ``(..., m)``."""
+        return 2.0 * packing.unpack(codes.qjl_bits, 1, self.qjl_matrix.shape[0]).astype(jnp.float32) - 1.0
+
+    @property
+    def _qjl_scale(self) -> float:
+        """``√(π/2) / m``."""
+        return math.sqrt(math.pi / 2) / self.qjl_matrix.shape[0]
+
     def _unit_rotated(self, codes: Codes) -> jax.Array:
         """``ŷ`` for unit vectors: ``c[idx]`` (+ the QJL term)."""
-        y = self.centroids[packing.unpack(codes.indices, self.mse_bits, self.padded_dim)]
+        y = self._centroid_values(codes)
         if self.qjl:
-            m = self.qjl_matrix.shape[0]
-            signs = 2.0 * packing.unpack(codes.qjl_bits, 1, m).astype(jnp.float32) - 1.0
             gamma = codes.residual_norms.astype(jnp.float32)[..., None]
-            y = y + gamma * math.sqrt(math.pi / 2) / m * (signs @ self.qjl_matrix)
+            y = y + gamma * self._qjl_scale * (self._qjl_signs(codes) @ self.qjl_matrix)
         return y
 
     def decode_rotated(self, codes: Codes) -> jax.Array:
@@ -298,12 +309,10 @@ class TurboQuant:
     def _scores_rotated_jax(self, q_rot: jax.Array, codes: Codes, debias: bool) -> jax.Array:
         kshape = codes.shape
         flat = jax.tree.map(lambda a: a.reshape((-1,) + a.shape[len(kshape):]), codes)
-        s = jnp.einsum("...n,kn->...k", q_rot, self.centroids[packing.unpack(flat.indices, self.mse_bits, self.padded_dim)])
+        s = jnp.einsum("...n,kn->...k", q_rot, self._centroid_values(flat))
         if self.qjl:
-            m = self.qjl_matrix.shape[0]
-            signs = 2.0 * packing.unpack(flat.qjl_bits, 1, m).astype(jnp.float32) - 1.0
-            sketch = jnp.einsum("...m,km->...k", q_rot @ self.qjl_matrix.T, signs)
-            s = s + flat.residual_norms.astype(jnp.float32) * (math.sqrt(math.pi / 2) / m) * sketch
+            sketch = jnp.einsum("...m,km->...k", q_rot @ self.qjl_matrix.T, self._qjl_signs(flat))
+            s = s + flat.residual_norms.astype(jnp.float32) * self._qjl_scale * sketch
         if debias:
             s = s / (1.0 - self.codebook_mse)
         s = s * flat.norms.astype(jnp.float32)
