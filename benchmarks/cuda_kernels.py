@@ -9,7 +9,7 @@ Floors are bytes that must move (inputs read once, outputs written once) at the 
 (bytes read + written by the copy / its time). Times are medians of 5 batches of asynchronously
 dispatched calls (the host never waits between calls of a batch).
 
-    python benchmarks/cuda_kernels.py [--json out.json]
+    python benchmarks/cuda_kernels.py [--json out.json] [--sections codec,scores,attention]
 """
 
 from __future__ import annotations
@@ -44,7 +44,9 @@ def bench(fn, *args, iters=10, reps=5) -> float:
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--json")
+    ap.add_argument("--sections", default="codec,scores,attention", help="comma-separated subset to run")
     args = ap.parse_args()
+    sections = set(args.sections.split(","))
     dev = jax.devices()[0]
     rows, info = [], {"gpu": dev.device_kind, "jax": jax.__version__}
     key = jax.random.key(0)
@@ -65,6 +67,10 @@ def main():
     code_bytes = N * (D * BITS // 8 + 4)
     for dtype in (jnp.float32, jnp.bfloat16):
         name = jnp.dtype(dtype).name
+        if "codec" not in sections:  # the copy ceiling alone: the other floors need it
+            info[f"copy_GBps_{name}"] = 2 * N * D * jnp.dtype(dtype).itemsize / bench(
+                jax.jit(lambda x: -x), jax.random.normal(key, (N, D), dtype)) / 1e6
+            continue
         es = jnp.dtype(dtype).itemsize
         x = jax.random.normal(key, (N, D), dtype)
         copy = row("ceiling", f"copy {name}", bench(jax.jit(lambda x: -x), x), 2 * N * D * es)
@@ -88,49 +94,51 @@ def main():
         info[f"copy_GBps_{name}"] = 2 * N * D * es / copy / 1e6
         del codes, hcodes
 
-    # --- scores and attention on a cache ---------------------------------------------------------
-    bw = info["copy_GBps_float32"] * 1e6  # bytes per ms
-    kk, vk, qk = jax.random.split(key, 3)
-    k_bf16 = jax.random.normal(kk, (B, HKV, T, D), jnp.bfloat16)
-    v_bf16 = jax.random.normal(vk, (B, HKV, T, D), jnp.bfloat16)
-    cache = {}
-    for bits in (4, 3):
-        k_quant = TurboQuant(D, bits, "rotor-mix", key=kk)
-        v_quant = TurboQuant(D, bits, "rotor-mix", key=vk)
-        cache[bits] = (k_quant, k_quant.encode(k_bf16), v_quant, v_quant.encode(v_bf16))
-    k_quant, kc, _, _ = cache[4]
-    kbytes = B * HKV * T * (D * 4 // 8 + 4)
-    for g in (1, G):
-        q = jax.random.normal(qk, (B, HKV, g, D), jnp.bfloat16)
-        out_bytes = B * HKV * g * T * 4
-        ein = row("scores", f"bf16 einsum, {g} query/KV head", bench(jax.jit(
-            lambda q, k: jnp.einsum("bhgd,bhtd->bhgt", q, k, preferred_element_type=jnp.float32)), q, k_bf16),
-            B * HKV * T * D * 2 + out_bytes)
-        base = {"bf16 einsum": ein}
-        if g == 1:
-            base["plain-JAX codes"] = row(
-                "scores", "plain-JAX scores from 4-bit codes, 1 query",
-                bench(jax.jit(lambda q, c: attention.grouped_scores(k_quant, q, c, backend="jax")), q, kc),
-                kbytes + out_bytes, (kbytes + out_bytes) / bw)
-        row("scores", f"rotorjax CUDA scores K4, {g} query/KV head",
-            bench(jax.jit(lambda q, c: attention.grouped_scores(k_quant, q, c)), q, kc),
-            kbytes + out_bytes, (kbytes + out_bytes) / bw, base)
+    if sections & {"scores", "attention"}:
+        # --- scores and attention on a cache ---------------------------------------------------------
+        bw = info["copy_GBps_float32"] * 1e6  # bytes per ms
+        kk, vk, qk = jax.random.split(key, 3)
+        k_bf16 = jax.random.normal(kk, (B, HKV, T, D), jnp.bfloat16)
+        v_bf16 = jax.random.normal(vk, (B, HKV, T, D), jnp.bfloat16)
+        cache = {}
+        for bits in (4, 3):
+            k_quant = TurboQuant(D, bits, "rotor-mix", key=kk)
+            v_quant = TurboQuant(D, bits, "rotor-mix", key=vk)
+            cache[bits] = (k_quant, k_quant.encode(k_bf16), v_quant, v_quant.encode(v_bf16))
+        k_quant, kc, _, _ = cache[4]
+        kbytes = B * HKV * T * (D * 4 // 8 + 4)
+        for g in (1, G) if "scores" in sections else ():
+            q = jax.random.normal(qk, (B, HKV, g, D), jnp.bfloat16)
+            out_bytes = B * HKV * g * T * 4
+            ein = row("scores", f"bf16 einsum, {g} query/KV head", bench(jax.jit(
+                lambda q, k: jnp.einsum("bhgd,bhtd->bhgt", q, k, preferred_element_type=jnp.float32)), q, k_bf16),
+                B * HKV * T * D * 2 + out_bytes)
+            base = {"bf16 einsum": ein}
+            if g == 1:
+                base["plain-JAX codes"] = row(
+                    "scores", "plain-JAX scores from 4-bit codes, 1 query",
+                    bench(jax.jit(lambda q, c: attention.grouped_scores(k_quant, q, c, backend="jax")), q, kc),
+                    kbytes + out_bytes, (kbytes + out_bytes) / bw)
+            row("scores", f"rotorjax CUDA scores K4, {g} query/KV head",
+                bench(jax.jit(lambda q, c: attention.grouped_scores(k_quant, q, c)), q, kc),
+                kbytes + out_bytes, (kbytes + out_bytes) / bw, base)
 
-    lengths = jnp.full((B,), T, jnp.int32)
-    q = jax.random.normal(qk, (B, HKV * G, 1, D), jnp.bfloat16)
-    dpa = row("attention", "jax.nn.dot_product_attention bf16 GQA 4:1", bench(jax.jit(
-        lambda q, k, v: jax.nn.dot_product_attention(q, k, v)), q.transpose(0, 2, 1, 3),
-        k_bf16.transpose(0, 2, 1, 3), v_bf16.transpose(0, 2, 1, 3)), 2 * B * HKV * T * D * 2)
-    for bits in (4, 3):
-        k_quant, kc, v_quant, vc = cache[bits]
-        nbytes = 2 * B * HKV * T * (D * bits // 8 + 4)
-        row("attention", f"rotorjax CUDA attention_decode K{bits}/V{bits}", bench(jax.jit(
-            lambda q, kc, vc: attention.attention_decode(q, k_quant, kc, v_quant, vc, lengths)), q, kc, vc),
-            nbytes, nbytes / bw, {"dot_product_attention": dpa})
-        ref = attention.attention_decode(q[:2], k_quant, kc[:2], v_quant, vc[:2], lengths[:2], backend="jax")
-        got = attention.attention_decode(q[:2], k_quant, kc[:2], v_quant, vc[:2], lengths[:2])
-        err = float(jnp.linalg.norm((got - ref).astype(jnp.float32)) / jnp.linalg.norm(ref.astype(jnp.float32)))
-        print(f"attention K{bits}/V{bits} vs plain-JAX reference (2 sequences, bf16 out): rel err {err:.2e}")
+        if "attention" in sections:
+            lengths = jnp.full((B,), T, jnp.int32)
+            q = jax.random.normal(qk, (B, HKV * G, 1, D), jnp.bfloat16)
+            dpa = row("attention", "jax.nn.dot_product_attention bf16 GQA 4:1", bench(jax.jit(
+                lambda q, k, v: jax.nn.dot_product_attention(q, k, v)), q.transpose(0, 2, 1, 3),
+                k_bf16.transpose(0, 2, 1, 3), v_bf16.transpose(0, 2, 1, 3)), 2 * B * HKV * T * D * 2)
+            for bits in (4, 3):
+                k_quant, kc, v_quant, vc = cache[bits]
+                nbytes = 2 * B * HKV * T * (D * bits // 8 + 4)
+                row("attention", f"rotorjax CUDA attention_decode K{bits}/V{bits}", bench(jax.jit(
+                    lambda q, kc, vc: attention.attention_decode(q, k_quant, kc, v_quant, vc, lengths)), q, kc, vc),
+                    nbytes, nbytes / bw, {"dot_product_attention": dpa})
+                ref = attention.attention_decode(q[:2], k_quant, kc[:2], v_quant, vc[:2], lengths[:2], backend="jax")
+                got = attention.attention_decode(q[:2], k_quant, kc[:2], v_quant, vc[:2], lengths[:2])
+                err = float(jnp.linalg.norm((got - ref).astype(jnp.float32)) / jnp.linalg.norm(ref.astype(jnp.float32)))
+                print(f"attention K{bits}/V{bits} vs plain-JAX reference (2 sequences, bf16 out): rel err {err:.2e}")
 
     print(f"\nGPU: {info['gpu']}, jax {info['jax']}")
     print("| section | what | ms | GB/s | floor | ratios |\n|---|---|---|---|---|---|")

@@ -89,6 +89,21 @@ def test_encode_decode_match_reference(kind, dim, bits, dtype, key):
     assert not np.asarray(dec[5], np.float32).any()
 
 
+@pytest.mark.parametrize("spread", (0.24, 0.004), ids=("table", "search"))
+def test_fast_encode_codebook_lookup(spread, key):
+    """The fast encode path finds indices by table lookup, and searches when the codebook is finer
+    than the table's cells (widened cells 0.0166 wide): a custom 4-bit codebook of either spread, on
+    inputs whose rotated coordinates sit on and around its boundaries."""
+    kq, rq = _quant(128, 4, "rotor-mix", key)
+    bnd = jnp.linspace(-spread / 2, spread / 2, 15, dtype=jnp.float32)
+    cen = jnp.concatenate([bnd[:1] - spread / 30, (bnd[1:] + bnd[:-1]) / 2, bnd[-1:] + spread / 30])
+    kq, rq = (type(q).tree_unflatten(q.tree_flatten()[1], (q.rotation, cen, bnd, None)) for q in (kq, rq))
+    y = jax.random.choice(jax.random.fold_in(key, 6), jnp.concatenate([bnd, bnd * 1.01, bnd * 0.99]), (700, 128))
+    y = y.at[:, 0].set(jnp.sqrt(jnp.maximum(1.0 - jnp.sum(y[:, 1:] ** 2, -1), 0.0)))  # unit rows
+    x = rq.rotation.inverse(y)
+    _check_codes(rq, x, jax.jit(kq.encode)(x), jax.jit(rq.encode)(x))
+
+
 @pytest.mark.parametrize("kind", rotations.KINDS)
 @pytest.mark.parametrize("dim", (128, 50))
 def test_rotate_and_inverse_match_reference(kind, dim, key):

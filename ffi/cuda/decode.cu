@@ -1,6 +1,8 @@
 // decode on CUDA: one thread per vector, one pass: unpack → centroids (+ QJL term) → scale by the
-// norm → inverse rotation, codes and output rows staged through shared memory (coalesced).
-#include "cuda_common.cuh"
+// norm → inverse rotation. Two kernels: DecodeRowsKernel for the fast shapes (everything compile-time,
+// warp-owned row tiles) and DecodeKernel for every other shape and QJL (run-time sizes, block-wide
+// staging through shared memory).
+#include "warp_rows.cuh"
 
 namespace rotorjax {
 namespace cuda {
@@ -20,11 +22,55 @@ struct DecodeArgs {
   int dtype;
 };
 
-template <int KIND, int N, int BITS, bool QJL>
+// Fast shapes (rotated width N = dim, BITS ≤ 4, no QJL) into output dtype E: each warp decodes 32 rows
+// (warp_rows.cuh); a lane reads its packed row as whole words and writes its output over its own
+// staged row before the warp stores the rows.
+template <int KIND, int N, int BITS, typename E>
+__global__ void __launch_bounds__(kFastWarps * kWarpRows, 3) DecodeRowsKernel(DecodeArgs a) {
+  constexpr int kIn = N * BITS / 128, kOut = N * int(sizeof(typename E::S)) / 16, kStride = ChunkStride(kOut);
+  extern __shared__ uint4 tiles[];
+  __shared__ float cen[1 << BITS];  // ≤ 16 floats in distinct banks: any gather is conflict-free
+  for (int i = threadIdx.x; i < (1 << BITS); i += blockDim.x) cen[i] = a.centroids[i];
+  __syncthreads();
+
+  const int lane = threadIdx.x % 32;
+  const long long row0 = ((long long)blockIdx.x * kFastWarps + threadIdx.x / 32) * kWarpRows;
+  if (row0 >= a.rows) return;
+  const int valid = int(min((long long)kWarpRows, a.rows - row0));
+  uint4* slice = tiles + threadIdx.x / 32 * kWarpRows * kStride;
+  WarpLoadRows<kIn, kStride>(reinterpret_cast<const uint4*>(a.codes + row0 * (N * BITS / 8)), valid, slice);
+  if (lane < valid) {
+    unsigned int words[N * BITS / 32];
+    RowToWords(slice + lane * kStride, words);
+    const float norm = a.norms[row0 + lane];
+    float v[N];
+#pragma unroll
+    for (int c = 0; c < N; ++c) v[c] = cen[rj_word_get(words, c, BITS)] * norm;
+    rj_rotate(KIND, v, N, 1, c_params, 1);
+    FloatsToRow<E>(v, slice + lane * kStride);
+  }
+  WarpStoreRows<kOut, kStride>(slice, valid, reinterpret_cast<uint4*>(static_cast<typename E::S*>(a.out) + row0 * N));
+}
+
+template <int KIND, int N, int BITS, typename E>
+ffi::Error LaunchDecodeRowsAs(cudaStream_t stream, const DecodeArgs& a) {
+  return Launch(DecodeRowsKernel<KIND, N, BITS, E>, FastGrid(a.rows), kFastWarps * kWarpRows,
+                FastSmem(N * int(sizeof(typename E::S)) / 16), stream, a, "decode");
+}
+
+template <int KIND, int N, int BITS>
+ffi::Error LaunchDecodeRows(cudaStream_t stream, const DecodeArgs& a) {
+  if (a.dtype == kBF16) return LaunchDecodeRowsAs<KIND, N, BITS, BF16>(stream, a);
+  if (a.dtype == kF16) return LaunchDecodeRowsAs<KIND, N, BITS, F16>(stream, a);
+  return LaunchDecodeRowsAs<KIND, N, BITS, F32>(stream, a);
+}
+
+// Any kind, width and bits, with or without QJL; sizes at run time (the vector in local memory).
+template <bool QJL>
 __global__ void __launch_bounds__(128) DecodeKernel(DecodeArgs a) {
-  constexpr int kCap = N > 0 ? N : kMaxN;
-  const int kind = KIND >= 0 ? KIND : a.kind, n = N > 0 ? N : a.n, bits = BITS > 0 ? BITS : a.bits;
-  const int dim = N > 0 ? N : a.dim, nbytes = rj_packed_size(n, bits);
+  constexpr int kCap = kMaxN;
+  const int kind = a.kind, n = a.n, bits = a.bits;
+  const int dim = a.dim, nbytes = rj_packed_size(n, bits);
   const int os = FloatStride(dim), cs = ByteStride(nbytes);
   extern __shared__ __align__(16) float smem[];
   float* cen = smem;
@@ -67,13 +113,13 @@ __global__ void __launch_bounds__(128) DecodeKernel(DecodeArgs a) {
   });
 }
 
-template <int KIND, int N, int BITS, bool QJL>
+template <bool QJL>
 ffi::Error LaunchDecode(cudaStream_t stream, const DecodeArgs& a) {
   const int threads = RowsPerBlock(a.dim);
   const size_t smem = 256 * sizeof(float) + size_t(threads) * FloatStride(a.dim) * sizeof(float) +
                       size_t(threads) * ByteStride(rj_packed_size(a.n, a.bits));
   const dim3 grid(unsigned((a.rows + threads - 1) / threads));
-  return Launch(DecodeKernel<KIND, N, BITS, QJL>, grid, threads, smem, stream, a, "decode");
+  return Launch(DecodeKernel<QJL>, grid, threads, smem, stream, a, "decode");
 }
 
 ffi::Error DecodeImpl(cudaStream_t stream, ffi::Buffer<ffi::U8> codes,
@@ -104,12 +150,14 @@ ffi::Error DecodeImpl(cudaStream_t stream, ffi::Buffer<ffi::U8> codes,
   if (ffi::Error err = scratch.Allocate(RotationScratchBytes(rot), &buf); err.failure()) return err;
   if (ffi::Error err = SetRotation(stream, rot, params.typed_data(), static_cast<float*>(buf)); err.failure())
     return err;
-  if (q.s) return LaunchDecode<-1, 0, 0, true>(stream, a);
+  if (q.s) return LaunchDecode<true>(stream, a);
+  if (Aligned16(a.codes) && Aligned16(a.out)) {
 #define RJ_FAST(K, N, B) \
-  if (rot.kind == K && rot.n == N && rot.dim == N && bits == B) return LaunchDecode<K, N, B, false>(stream, a);
-  RJ_CUDA_FAST_SHAPES(RJ_FAST)
+    if (rot.kind == K && rot.n == N && rot.dim == N && bits == B) return LaunchDecodeRows<K, N, B>(stream, a);
+    RJ_CUDA_FAST_SHAPES(RJ_FAST)
 #undef RJ_FAST
-  return LaunchDecode<-1, 0, 0, false>(stream, a);
+  }
+  return LaunchDecode<false>(stream, a);
 }
 
 }  // namespace

@@ -2,11 +2,12 @@
 # One call on the GPU machine (issue 7): build with the CUDA kernels, benchmark, test, sanitize.
 # Logs go to $OUT (the device tool's folder); stages have time limits so the call ends inside 10 min.
 #   bash ffi/cuda/device_run.sh [stages...]   (default: build bench tests sanitize profile)
+#   BENCH_SECTIONS=codec,scores,attention selects what the bench stage times.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/rotorjax_out}
 mkdir -p "$OUT"
-export PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false
+export PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false XLA_FLAGS=--xla_gpu_autotune_level=0
 stages=${*:-build bench tests sanitize profile}
 start=$(date +%s)
 step() {  # step NAME SECONDS CMD...: run with a limit, full log under $OUT, tail here
@@ -23,15 +24,18 @@ python3 -c "import jax; print('jax', jax.__version__, jax.devices())"
 for s in $stages; do
   case $s in
     build) step build 170 env ROTORJAX_CUDA=on python3 -m pip install --no-build-isolation --no-deps -v -e . ;;
-    bench) XLA_PYTHON_CLIENT_PREALLOCATE=true step bench 110 python3 benchmarks/cuda_kernels.py --json "$OUT/bench.json" ;;
-    tests) step tests 110 python3 -m pytest -q --maxfail=15 -p no:cacheprovider tests/test_cuda.py ;;
-    sanitize)
+    bench) XLA_PYTHON_CLIENT_PREALLOCATE=true step bench 150 python3 benchmarks/cuda_kernels.py --json "$OUT/bench.json" \
+        --sections "${BENCH_SECTIONS:-codec,scores,attention}" ;;
+    # Compile-bound (one XLA program per case): 8 processes share the GPU.
+    tests) step tests 200 python3 -m pytest -q -n 8 --maxfail=15 -p no:cacheprovider tests/test_cuda.py ;;
+    sanitize)  # both tools at once: each is mostly JAX start-up and compilation under the sanitizer
       for tool in memcheck racecheck; do
-        XLA_PYTHON_CLIENT_ALLOCATOR=platform step "$tool" 40 compute-sanitizer --tool "$tool" --error-exitcode 9 \
-          --kernel-name kns=rotorjax python3 ffi/cuda/sanitize.py
-      done ;;
+        XLA_PYTHON_CLIENT_ALLOCATOR=platform step "$tool" 280 compute-sanitizer --tool "$tool" --error-exitcode 9 \
+          --kernel-name kns=rotorjax python3 ffi/cuda/sanitize.py &
+      done
+      wait ;;
     profile) step profile 60 ncu --clock-control none --section SpeedOfLight --section LaunchStats --section Occupancy \
-        --kernel-name regex:'(Encode|Decode|Scores|Attention)Kernel' --launch-count 4 python3 benchmarks/cuda_profile.py ;;
+        --kernel-name regex:'(Encode|Decode|Scores|Attention)(Rows)?Kernel' --launch-count 4 python3 benchmarks/cuda_profile.py ;;
     *) echo "unknown stage $s" ;;
   esac
 done

@@ -1,10 +1,14 @@
 // encode on CUDA: one thread per vector, one pass: norm → normalise → rotate → quantize → pack (+ the
-// QJL sketch), input rows staged through shared memory so global reads and writes stay coalesced.
-#include "cuda_common.cuh"
+// QJL sketch). Two kernels: EncodeRowsKernel for the fast shapes (everything compile-time, warp-owned
+// row tiles, a table lookup for the codebook index) and EncodeKernel for every other shape and QJL
+// (run-time sizes, block-wide staging through shared memory).
+#include "warp_rows.cuh"
 
 namespace rotorjax {
 namespace cuda {
 namespace {
+
+struct QuantTable;
 
 struct EncodeArgs {
   const void* x;
@@ -19,14 +23,126 @@ struct EncodeArgs {
   float* norms;
   unsigned char* qjl_bits;
   float* qjl_norms;
+  const QuantTable* table;  // fast path: the codebook lookup table
 };
 
-// KIND < 0, N == 0, BITS == 0: taken from the arguments at run time.
-template <int KIND, int N, int BITS, bool QJL>
+// ---- fast path -----------------------------------------------------------------------------------
+
+// Codebook index by table lookup: kCells cells over [-kSpan, kSpan] (a normalised rotated coordinate
+// lies in [-1, 1]). Each cell widened by half a cell on either side holds at most one boundary, so
+// the index of y (boundaries strictly below y) is base + (boundary < y): one shared-memory load and a
+// compare instead of a bits-step search. Rounding in the cell arithmetic moves y at most ~1e-5 cells,
+// well inside the half-cell margin. `ok` is 0 when a widened cell would hold two boundaries (a
+// codebook finer than the cells); the kernel then searches instead.
+constexpr int kCells = 256;
+constexpr float kSpan = 1.0625f;
+struct __align__(8) QuantCell {
+  float boundary;  // the boundary inside the widened cell, +∞ if none
+  int base;        // boundaries below the widened cell
+};
+struct QuantTable {
+  QuantCell cell[kCells];
+  int ok;
+};
+
+// One block of kCells threads, one per cell.
+__global__ void PrepareQuantTableKernel(const float* bnd, int count, QuantTable* table) {
+  const int c = threadIdx.x;
+  const float w = 2.0f * kSpan / kCells;
+  const float lo = c == 0 ? -INFINITY : -kSpan + (c - 0.5f) * w;
+  const float hi = c == kCells - 1 ? INFINITY : -kSpan + (c + 1.5f) * w;
+  int base = 0, inside = 0;
+  float b = INFINITY;
+  for (int i = 0; i < count; ++i) {
+    if (bnd[i] < lo) ++base;
+    else if (bnd[i] <= hi) ++inside, b = bnd[i];
+  }
+  table->cell[c] = QuantCell{b, base};
+  if (__syncthreads_or(inside > 1) == 0 && c == 0) table->ok = 1;
+  else if (c == 0) table->ok = 0;
+}
+
+__device__ __forceinline__ unsigned int TableIndex(float y, const QuantCell* cells) {
+  // NaN converts to 0 and anything out of range is clamped: never an out-of-bounds read.
+  const int f = __float2int_rd(fmaf(y, kCells / (2.0f * kSpan), kCells / 2));
+  const float2 q = reinterpret_cast<const float2*>(cells)[min(unsigned(f), unsigned(kCells - 1))];  // one 8-byte load
+  return unsigned(__float_as_int(q.y)) + (q.x < y ? 1u : 0u);
+}
+
+// Fast shapes (rotated width N = dim, BITS ≤ 4, no QJL) from input dtype E: each warp encodes 32 rows
+// (warp_rows.cuh); a lane's vector, indices and packed words stay in registers, and its codes
+// overwrite its own consumed input row before the warp stores them.
+template <int KIND, int N, int BITS, typename E>
+__global__ void __launch_bounds__(kFastWarps * kWarpRows, 3) EncodeRowsKernel(EncodeArgs a) {
+  constexpr int kIn = N * int(sizeof(typename E::S)) / 16, kOut = N * BITS / 128, kStride = ChunkStride(kIn);
+  constexpr int kWords = N * BITS / 32;
+  extern __shared__ uint4 tiles[];
+  __shared__ QuantCell cells[kCells];
+  __shared__ float bnd[(1 << BITS) - 1];
+  __shared__ int ok;
+  for (int i = threadIdx.x; i < kCells; i += blockDim.x) cells[i] = a.table->cell[i];
+  for (int i = threadIdx.x; i < (1 << BITS) - 1; i += blockDim.x) bnd[i] = a.boundaries[i];
+  if (threadIdx.x == 0) ok = a.table->ok;
+  __syncthreads();
+
+  const int lane = threadIdx.x % 32;
+  const long long row0 = ((long long)blockIdx.x * kFastWarps + threadIdx.x / 32) * kWarpRows;
+  if (row0 >= a.rows) return;
+  const int valid = int(min((long long)kWarpRows, a.rows - row0));
+  uint4* slice = tiles + threadIdx.x / 32 * kWarpRows * kStride;
+  WarpLoadRows<kIn, kStride>(reinterpret_cast<const uint4*>(static_cast<const typename E::S*>(a.x) + row0 * N), valid,
+                             slice);
+  if (lane < valid) {
+    float v[N];
+    RowToFloats<E>(slice + lane * kStride, v);
+    float norm = 0.0f;
+#pragma unroll
+    for (int c = 0; c < N; ++c) norm += v[c] * v[c];
+    norm = sqrtf(norm);
+    const float inv = 1.0f / (norm > 0.0f ? norm : 1.0f);  // as the generic kernel
+#pragma unroll
+    for (int c = 0; c < N; ++c) v[c] *= inv;
+    rj_rotate(KIND, v, N, 1, c_params, 0);
+    unsigned int words[kWords] = {};
+    if (ok) {
+#pragma unroll
+      for (int c = 0; c < N; ++c) rj_word_put(words, c, BITS, TableIndex(v[c], cells));
+    } else {
+#pragma unroll
+      for (int c = 0; c < N; ++c) rj_word_put(words, c, BITS, unsigned(rj_codebook_index(v[c], bnd, BITS)));
+    }
+    WordsToRow(words, slice + lane * kStride);
+    a.norms[row0 + lane] = norm;
+  }
+  WarpStoreRows<kOut, kStride>(slice, valid, reinterpret_cast<uint4*>(a.codes + row0 * (N * BITS / 8)));
+}
+
+template <int KIND, int N, int BITS, typename E>
+ffi::Error LaunchEncodeRowsAs(cudaStream_t stream, const EncodeArgs& a) {
+  return Launch(EncodeRowsKernel<KIND, N, BITS, E>, FastGrid(a.rows), kFastWarps * kWarpRows,
+                FastSmem(N * int(sizeof(typename E::S)) / 16), stream, a, "encode");
+}
+
+template <int KIND, int N, int BITS>
+ffi::Error LaunchEncodeRows(cudaStream_t stream, EncodeArgs a, StreamScratch& scratch) {
+  void* table = nullptr;
+  if (ffi::Error err = scratch.Allocate(sizeof(QuantTable), &table); err.failure()) return err;
+  PrepareQuantTableKernel<<<1, kCells, 0, stream>>>(a.boundaries, (1 << BITS) - 1, static_cast<QuantTable*>(table));
+  if (ffi::Error err = LaunchError("preparing the codebook table"); err.failure()) return err;
+  a.table = static_cast<const QuantTable*>(table);
+  if (a.dtype == kBF16) return LaunchEncodeRowsAs<KIND, N, BITS, BF16>(stream, a);
+  if (a.dtype == kF16) return LaunchEncodeRowsAs<KIND, N, BITS, F16>(stream, a);
+  return LaunchEncodeRowsAs<KIND, N, BITS, F32>(stream, a);
+}
+
+// ---- generic path ----------------------------------------------------------------------------------
+
+// Any kind, width and bits, with or without QJL; sizes at run time (the vector in local memory).
+template <bool QJL>
 __global__ void __launch_bounds__(128) EncodeKernel(EncodeArgs a) {
-  constexpr int kCap = N > 0 ? N : kMaxN;
-  const int kind = KIND >= 0 ? KIND : a.kind, n = N > 0 ? N : a.n, bits = BITS > 0 ? BITS : a.bits;
-  const int dim = N > 0 ? N : a.dim, nbytes = rj_packed_size(n, bits);
+  constexpr int kCap = kMaxN;
+  const int kind = a.kind, n = a.n, bits = a.bits;
+  const int dim = a.dim, nbytes = rj_packed_size(n, bits);
   const int xs = FloatStride(dim), cs = ByteStride(nbytes);
   extern __shared__ __align__(16) float smem[];
   float* bnd = smem;
@@ -48,8 +164,6 @@ __global__ void __launch_bounds__(128) EncodeKernel(EncodeArgs a) {
 
   const int t = threadIdx.x;
   if (t < valid) {
-    // With N > 0 every bound below is a compile-time constant: loops unroll and v, idx, packed stay in
-    // registers.
     float v[kCap];
 #pragma unroll
     for (int c = 0; c < n; ++c) v[c] = c < dim ? xt[t * xs + c] : 0.0f;
@@ -87,13 +201,13 @@ __global__ void __launch_bounds__(128) EncodeKernel(EncodeArgs a) {
   StageOut<U8>(ct, cs, (long long)valid * nbytes, nbytes, a.codes + row0 * nbytes);
 }
 
-template <int KIND, int N, int BITS, bool QJL>
+template <bool QJL>
 ffi::Error LaunchEncode(cudaStream_t stream, const EncodeArgs& a) {
   const int threads = RowsPerBlock(a.dim);
   const size_t smem = 512 * sizeof(float) + size_t(threads) * FloatStride(a.dim) * sizeof(float) +
                       size_t(threads) * ByteStride(rj_packed_size(a.n, a.bits));
   const dim3 grid(unsigned((a.rows + threads - 1) / threads));
-  return Launch(EncodeKernel<KIND, N, BITS, QJL>, grid, threads, smem, stream, a, "encode");
+  return Launch(EncodeKernel<QJL>, grid, threads, smem, stream, a, "encode");
 }
 
 ffi::Error EncodeImpl(cudaStream_t stream, ffi::AnyBuffer x,
@@ -122,7 +236,7 @@ ffi::Error EncodeImpl(cudaStream_t stream, ffi::AnyBuffer x,
 
   EncodeArgs a{x.untyped_data(), DtypeOf(x.element_type()), in.rows, rot.dim, rot.n, rot.kind, int(bits),
                boundaries.typed_data(), centroids.typed_data(), nullptr, 0, codes->typed_data(),
-               norms->typed_data(), nullptr, nullptr};
+               norms->typed_data(), nullptr, nullptr, nullptr};
   if (qjl_args.size() == 1) {
     const ffi::AnyBuffer smat = qjl_args.get<ffi::AnyBuffer>(0).value();
     if (ffi::Error err = CheckQjlMatrix(smat, rot.n, &a.m); err.failure()) return err;
@@ -143,12 +257,14 @@ ffi::Error EncodeImpl(cudaStream_t stream, ffi::AnyBuffer x,
   if (ffi::Error err = scratch.Allocate(RotationScratchBytes(rot), &buf); err.failure()) return err;
   if (ffi::Error err = SetRotation(stream, rot, params.typed_data(), static_cast<float*>(buf)); err.failure())
     return err;
-  if (a.s) return LaunchEncode<-1, 0, 0, true>(stream, a);
+  if (a.s) return LaunchEncode<true>(stream, a);
+  if (Aligned16(a.x) && Aligned16(a.codes)) {
 #define RJ_FAST(K, N, B) \
-  if (rot.kind == K && rot.n == N && rot.dim == N && bits == B) return LaunchEncode<K, N, B, false>(stream, a);
-  RJ_CUDA_FAST_SHAPES(RJ_FAST)
+    if (rot.kind == K && rot.n == N && rot.dim == N && bits == B) return LaunchEncodeRows<K, N, B>(stream, a, scratch);
+    RJ_CUDA_FAST_SHAPES(RJ_FAST)
 #undef RJ_FAST
-  return LaunchEncode<-1, 0, 0, false>(stream, a);
+  }
+  return LaunchEncode<false>(stream, a);
 }
 
 }  // namespace

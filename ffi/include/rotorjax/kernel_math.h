@@ -484,6 +484,26 @@ RJ_FN void rj_unpack(RJ_THREAD const unsigned char* bytes, int n, int lanes, int
   }
 }
 
+/* Word view of the same stream, for kernels that move whole 32-bit words: stream bit t is bit t % 32
+ * of little-endian word t / 32, so these words are exactly rj_pack's bytes. An index spans at most
+ * two words (bits ≤ 8). With constant i and bits (unrolled loops) every shift is an immediate. */
+RJ_FN int rj_packed_words(int n, int bits) { return (n * bits + 31) / 32; }
+
+/* ORs index value q (< 2^bits) into position i of zero-initialised words. */
+RJ_FN void rj_word_put(RJ_THREAD unsigned int* words, int i, int bits, unsigned int q) {
+  const int t = i * bits, w = t >> 5, s = t & 31;
+  words[w] |= q << s;
+  if (s + bits > 32) words[w + 1] |= q >> (32 - s);
+}
+
+/* Index i of packed words. */
+RJ_FN unsigned int rj_word_get(RJ_THREAD const unsigned int* words, int i, int bits) {
+  const int t = i * bits, w = t >> 5, s = t & 31;
+  unsigned int q = words[w] >> s;
+  if (s + bits > 32) q |= words[w + 1] << (32 - s);
+  return q & ((1u << bits) - 1u);
+}
+
 /* ------------------------------------------------------------------------------------------------
  * QJL (TurboQuant_prod): sketch z = [S r ≥ 0] of the residual r = y − c[idx]; decode adds
  * γ √(π/2)/m · Sᵀ(2z − 1) with γ = ‖r‖ and S an m×n Gaussian matrix.
