@@ -7,7 +7,7 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/rotorjax_out}
 mkdir -p "$OUT"
-export PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false XLA_FLAGS=--xla_gpu_autotune_level=0
+export PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false
 stages=${*:-build bench tests sanitize profile}
 start=$(date +%s)
 step() {  # step NAME SECONDS CMD...: run with a limit, full log under $OUT, tail here
@@ -27,10 +27,10 @@ for s in $stages; do
     bench) XLA_PYTHON_CLIENT_PREALLOCATE=true step bench 150 python3 benchmarks/cuda_kernels.py --json "$OUT/bench.json" \
         --sections "${BENCH_SECTIONS:-codec,scores,attention}" ;;
     # Compile-bound (one XLA program per case): 8 processes share the GPU.
-    tests) step tests 200 python3 -m pytest -q -n 8 --maxfail=15 -p no:cacheprovider tests/test_cuda.py ;;
+    tests) XLA_FLAGS=--xla_gpu_autotune_level=0 step tests 200 python3 -m pytest -q -n 8 --maxfail=15 -p no:cacheprovider tests/test_cuda.py ;;
     sanitize)  # both tools at once: each is mostly JAX start-up and compilation under the sanitizer
       for tool in memcheck racecheck; do
-        XLA_PYTHON_CLIENT_ALLOCATOR=platform step "$tool" 280 compute-sanitizer --tool "$tool" --error-exitcode 9 \
+        XLA_FLAGS=--xla_gpu_autotune_level=0 XLA_PYTHON_CLIENT_ALLOCATOR=platform step "$tool" 280 compute-sanitizer --tool "$tool" --error-exitcode 9 \
           --kernel-name kns=rotorjax python3 ffi/cuda/sanitize.py &
       done
       wait ;;
