@@ -2,7 +2,10 @@
 // scratch, with QJL also projected once), then one thread per encoded vector takes a block's R query
 // rows against its packed row. Two targets: rotorjax_scores, every query against every code (as on
 // CPU), and rotorjax_grouped_scores, batch b's queries (B, G, dim) against batch b's codes (B, T).
+// WORDS (n = 128, bits 2/3/4, 16-byte aligned codes): rows staged and read as whole words
+// (code_words.cuh); otherwise the generic byte-wise CodeDot.
 #include "code_dot.cuh"
+#include "code_words.cuh"
 #include "rotate_kernel.cuh"
 
 namespace rotorjax {
@@ -25,10 +28,11 @@ struct ScoresArgs {
   float* out;  // (B, G, T)
 };
 
-template <int R, int BITS>
+template <int R, int BITS, bool WORDS>
 __global__ void __launch_bounds__(kKeys) ScoresKernel(ScoresArgs a) {
-  const int bits = BITS > 0 ? BITS : a.bits, n = a.n, nbytes = rj_packed_size(n, bits);
-  const int qs = QueryStride(n), ms = QueryStride(a.m), cs = ByteStride(GroupedBytes(n, bits));
+  static_assert(!WORDS || (BITS >= 2 && BITS <= 4), "the word-wise path takes compile-time bits 2, 3 or 4");
+  const int bits = BITS > 0 ? BITS : a.bits, n = WORDS ? kWordN : a.n, nbytes = rj_packed_size(n, bits);
+  const int qs = QueryStride(n), ms = QueryStride(a.m), cs = CodeTileStride(WORDS, n, bits);
   const int qbytes = rj_packed_size(a.m, 1), ss = ByteStride(qbytes);
   extern __shared__ __align__(16) float smem[];
   float* cen = smem;
@@ -49,15 +53,25 @@ __global__ void __launch_bounds__(kKeys) ScoresKernel(ScoresArgs a) {
     qp[i] = (r0 + r < a.G && c < a.m) ? a.qproj[(b * a.G + r0 + r) * a.m + c] : 0.0f;
   }
   const long long row0 = b * a.T + t0;
-  StageIn<U8>(a.codes + row0 * nbytes, (long long)valid * nbytes, nbytes, ct, cs);
-  ZeroPad(ct, valid, cs, nbytes, GroupedBytes(n, bits));
+  if constexpr (WORDS) {
+    StageWordRows<BITS>(a.codes + row0 * nbytes, valid, ct);
+  } else {
+    StageIn<U8>(a.codes + row0 * nbytes, (long long)valid * nbytes, nbytes, ct, cs);
+    ZeroPad(ct, valid, cs, nbytes, GroupedBytes(n, bits));
+  }
   if (a.m) StageIn<U8>(a.qjl_bits + row0 * qbytes, (long long)valid * qbytes, qbytes, st, ss);
   __syncthreads();
 
   const int t = threadIdx.x;
   if (t >= valid) return;
   float s[R] = {};
-  CodeDot<R, BITS>(ct + t * cs, n, bits, cen, q, qs, s);
+  if constexpr (WORDS) {
+    unsigned w[WordRow<BITS>::kWords];
+    LoadWordRow<BITS>(ct + t * cs, w);
+    WordDot<R, BITS>(w, cen, q, qs, s);
+  } else {
+    CodeDot<R, BITS>(ct + t * cs, n, bits, cen, q, qs, s);
+  }
   if (a.m) {  // QJL: + γ √(π/2)/m · ⟨S Π q, 2z − 1⟩
     float sk[R] = {};
     for (int j = 0; j < qbytes; ++j) {
@@ -84,19 +98,25 @@ __global__ void ProjectKernel(float* qrot, const float* s, int rows, int m, int 
   if (r < rows) rj_dense_matvec(qrot + (long long)r * n, qproj + (long long)r * m, 1, s, m, n, 0);
 }
 
-template <int R, int BITS>
+template <int R, int BITS, bool WORDS>
 ffi::Error LaunchScores(cudaStream_t stream, long long B, const ScoresArgs& a) {
-  const int cs = ByteStride(GroupedBytes(a.n, a.bits)), ss = ByteStride(rj_packed_size(a.m, 1));
+  const int cs = CodeTileStride(WORDS, a.n, a.bits), ss = ByteStride(rj_packed_size(a.m, 1));
   const size_t smem = (256 + R * QueryStride(a.n) + R * QueryStride(a.m)) * sizeof(float) + kKeys * (cs + ss);
   const dim3 grid(unsigned((a.T + kKeys - 1) / kKeys), unsigned((a.G + R - 1) / R), unsigned(B));
-  return Launch(ScoresKernel<R, BITS>, grid, kKeys, smem, stream, a, "scores");
+  return Launch(ScoresKernel<R, BITS, WORDS>, grid, kKeys, smem, stream, a, "scores");
 }
 
 template <int R>
 ffi::Error LaunchScoresBits(cudaStream_t stream, long long B, const ScoresArgs& a) {
-  if (a.bits == 4) return LaunchScores<R, 4>(stream, B, a);
-  if (a.bits == 3) return LaunchScores<R, 3>(stream, B, a);
-  return LaunchScores<R, 0>(stream, B, a);
+  // Whole 16-byte chunks per row (WordShape), so every staged tile starts 16-byte aligned with the base.
+  if (WordShape(a.n, a.bits) && reinterpret_cast<uintptr_t>(a.codes) % 16 == 0) {
+    if (a.bits == 4) return LaunchScores<R, 4, true>(stream, B, a);
+    if (a.bits == 3) return LaunchScores<R, 3, true>(stream, B, a);
+    return LaunchScores<R, 2, true>(stream, B, a);
+  }
+  if (a.bits == 4) return LaunchScores<R, 4, false>(stream, B, a);
+  if (a.bits == 3) return LaunchScores<R, 3, false>(stream, B, a);
+  return LaunchScores<R, 0, false>(stream, B, a);
 }
 
 // grouped: q (B, G, dim), codes (B, T, nbytes), norms (B, T) → (B, G, T); else every query row

@@ -1,0 +1,113 @@
+// Word-wise decoding of packed rows for the fast shapes (rotated width 128, bits 2/3/4 at compile
+// time), shared by scores and attention_decode. Read as little-endian 32-bit words, a row of 128
+// indices is 4·BITS words and index i is stream bits [i·BITS, i·BITS + BITS): every shift and mask
+// below is a compile-time constant once the loops unroll, so an index costs one shift (a funnel
+// shift where it straddles two words) and one AND, which also scales it to a byte offset into the
+// centroid table. Centroid tables of ≤ 16 floats sit in distinct shared-memory banks, so the
+// per-thread lookups never conflict.
+#pragma once
+
+#include "cuda_common.cuh"
+
+namespace rotorjax {
+namespace cuda {
+// Internal linkage: each .cu is its own CUDA module with its own c_params, so nothing that touches
+// them (SetRotation, the kernels' host stubs) may be merged across translation units by the linker.
+namespace {
+
+constexpr int kWordN = 128;  // the rotated width the word-wise kernels take
+
+// Whether packed rows of n indices of `bits` bits run through the word-wise path.
+__host__ __device__ inline bool WordShape(int n, int bits) { return n == kWordN && bits >= 2 && bits <= 4; }
+
+template <int BITS>
+struct WordRow {
+  static constexpr int kWords = kWordN * BITS / 32;  // 16, 12 or 8: whole 16-byte chunks
+  static constexpr int kChunks = kWords / 4;
+  // Tile row stride in bytes: an odd number of 16-byte chunks, so the 8 threads of a quarter-warp
+  // reading chunk c of 8 consecutive rows (LDS.128) touch 8 distinct 4-bank groups.
+  static constexpr int kStride = 16 * (kChunks | 1);
+};
+
+// Byte tile row stride of the word-wise (WORDS) or the generic byte-wise layout.
+__host__ __device__ inline int CodeTileStride(bool words, int n, int bits) {
+  return words ? 16 * ((n * bits / 128) | 1) : ByteStride(GroupedBytes(n, bits));
+}
+
+// 4 · (index i) of a row held as words w; i must be a compile-time constant after unrolling.
+template <int BITS>
+__host__ __device__ __forceinline__ unsigned IndexOffset(const unsigned* w, int i) {
+  constexpr unsigned kMask = ((1u << BITS) - 1u) << 2;
+  const int t = i * BITS, k = t >> 5, s = t & 31;
+  if (s < 2) return (w[k] << (2 - s)) & kMask;
+  if (s + BITS <= 32) return (w[k] >> (s - 2)) & kMask;
+  return unsigned(((static_cast<unsigned long long>(w[k + 1]) << 32) | w[k]) >> (s - 2)) & kMask;
+}
+
+// The centroid at byte offset `off` of a shared table.
+__device__ __forceinline__ float Centroid(const float* cen, unsigned off) {
+  return *reinterpret_cast<const float*>(reinterpret_cast<const char*>(cen) + off);
+}
+
+// Block-cooperative copy of `rows` packed rows (16-byte aligned source) into a tile of
+// WordRow<BITS>::kStride-byte rows: consecutive threads, consecutive 16-byte chunks.
+template <int BITS>
+__device__ __forceinline__ void StageWordRows(const unsigned char* src, int rows, unsigned char* tile) {
+  using W = WordRow<BITS>;
+  const uint4* s = reinterpret_cast<const uint4*>(src);
+  for (int ch = threadIdx.x; ch < rows * W::kChunks; ch += blockDim.x)
+    *reinterpret_cast<uint4*>(tile + (ch / W::kChunks) * W::kStride + (ch % W::kChunks) * 16) = __ldg(s + ch);
+}
+
+// A tile row into registers, 16 bytes at a time.
+template <int BITS>
+__device__ __forceinline__ void LoadWordRow(const unsigned char* row, unsigned (&w)[WordRow<BITS>::kWords]) {
+#pragma unroll
+  for (int c = 0; c < WordRow<BITS>::kChunks; ++c) {
+    const uint4 v = reinterpret_cast<const uint4*>(row)[c];
+    w[4 * c] = v.x, w[4 * c + 1] = v.y, w[4 * c + 2] = v.z, w[4 * c + 3] = v.w;
+  }
+}
+
+// s[r] += Σ_c q[r * qs + c] · cen[idx_c] over the 128 coordinates of the row in w: each centroid is
+// looked up once for all R rows, the queries are broadcast float4 reads from shared memory.
+template <int R, int BITS>
+__device__ __forceinline__ void WordDot(const unsigned (&w)[WordRow<BITS>::kWords], const float* cen, const float* q,
+                                        int qs, float (&s)[R]) {
+#pragma unroll
+  for (int c = 0; c < kWordN; c += 4) {
+    float y[4];
+#pragma unroll
+    for (int j = 0; j < 4; ++j) y[j] = Centroid(cen, IndexOffset<BITS>(w, c + j));
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+      const float4 a = *reinterpret_cast<const float4*>(q + r * qs + c);
+      s[r] = fmaf(a.x, y[0], s[r]);
+      s[r] = fmaf(a.y, y[1], s[r]);
+      s[r] = fmaf(a.z, y[2], s[r]);
+      s[r] = fmaf(a.w, y[3], s[r]);
+    }
+  }
+}
+
+// The 8 indices of coordinates [8g, 8g + 8) of a packed row, as one word (index j at bits
+// [j·BITS, j·BITS + BITS)): word k of the row shifted right by s, with word k + 1 only where the
+// group crosses into it. Built once per thread for its group g, applied to each token's row.
+template <int BITS>
+struct GroupWindow {
+  int k, s;
+  bool two;
+  __host__ __device__ explicit GroupWindow(int g) : k(8 * BITS * g >> 5), s(8 * BITS * g & 31), two(s + 8 * BITS > 32) {}
+  __host__ __device__ __forceinline__ unsigned operator()(const unsigned* row) const {
+    const unsigned lo = row[k], hi = two ? row[k + 1] : 0u;
+#ifdef __CUDA_ARCH__
+    return __funnelshift_r(lo, hi, s);
+#else
+    return unsigned(((static_cast<unsigned long long>(hi) << 32) | lo) >> s);
+#endif
+  }
+};
+
+}  // namespace
+}  // namespace cuda
+}  // namespace rotorjax
