@@ -45,9 +45,9 @@ __global__ void __launch_bounds__(kTokens) AttentionKernel(AttnArgs a) {
   const int qs = QueryStride(nk), csk = CodeTileStride(WORDS, nk, kbits), csv = CodeTileStride(WORDS, nv, vbits);
   const int groups = (nv + 7) / 8, lanes = kTokens / groups;  // value coordinate groups × token lanes
   extern __shared__ __align__(16) float smem[];
-  float* kcen = smem;
-  float* vcen = kcen + 256;
-  float* q = vcen + 256;                // R × qs
+  float* kcen = WORDS ? CentroidTable::Place(smem) : smem;  // in regions of 256 floats
+  float* vcen = WORDS ? CentroidTable::Place(smem + 256) : smem + 256;
+  float* q = smem + 512;                // R × qs
   float* prob = q + R * qs;             // R × kTokens: scores, then probabilities × ‖v‖
   float* knorm = prob + R * kTokens;    // kTokens
   float* vnorm = knorm + kTokens;       // kTokens
@@ -70,10 +70,8 @@ __global__ void __launch_bounds__(kTokens) AttentionKernel(AttnArgs a) {
   long long end = begin + (long long)a.tiles_per_split * kTokens;
   end = end < maxlim ? end : maxlim;
 
-  for (int i = tid; i < 256; i += kTokens) {
-    kcen[i] = i < (1 << kbits) ? a.kcen[i] : 0.0f;
-    vcen[i] = i < (1 << vbits) ? a.vcen[i] : 0.0f;
-  }
+  for (int i = tid; i < 1 << kbits; i += kTokens) kcen[i] = a.kcen[i];
+  for (int i = tid; i < 1 << vbits; i += kTokens) vcen[i] = a.vcen[i];
   for (int i = tid; i < R * qs; i += kTokens) {
     const int r = i / qs;
     q[i] = r0 + r < a.rows ? a.qrot[((long long)p * a.rows + r0 + r) * qs + i % qs] : 0.0f;
@@ -109,7 +107,7 @@ __global__ void __launch_bounds__(kTokens) AttentionKernel(AttnArgs a) {
         if constexpr (WORDS) {
           unsigned w[WordRow<KB>::kWords];
           LoadWordRow<KB>(kt + tid * csk, w);
-          WordDot<R, KB>(w, kcen, q, qs, s);
+          WordDot<R, KB>(w, CentroidTable(kcen), q, qs, s);
         } else {
           CodeDot<R, KB>(kt + tid * csk, nk, kbits, kcen, q, qs, s);
         }
@@ -164,8 +162,9 @@ __global__ void __launch_bounds__(kTokens) AttentionKernel(AttnArgs a) {
         float y[8];
         if constexpr (WORDS) {
           const unsigned v = GroupWindow<VB>(cg)(reinterpret_cast<const unsigned*>(vt + t * csv));
+          const CentroidTable cen(vcen);
 #pragma unroll
-          for (int i = 0; i < 8; ++i) y[i] = Centroid(vcen, IndexOffset<VB>(&v, i));
+          for (int i = 0; i < 8; ++i) y[i] = cen(IndexOffset<VB>(&v, i));
         } else {
           int idx[8];
           rj_unpack(vt + t * csv + cg * vbits, 8, 1, vbits, idx);

@@ -2,9 +2,9 @@
 // time), shared by scores and attention_decode. Read as little-endian 32-bit words, a row of 128
 // indices is 4·BITS words and index i is stream bits [i·BITS, i·BITS + BITS): every shift and mask
 // below is a compile-time constant once the loops unroll, so an index costs one shift (a funnel
-// shift where it straddles two words) and one AND, which also scales it to a byte offset into the
-// centroid table. Centroid tables of ≤ 16 floats sit in distinct shared-memory banks, so the
-// per-thread lookups never conflict.
+// shift where it straddles two words) and one LOP3, which masks it, scales it to a byte offset and
+// ORs in the 64-byte aligned table address; then one LDS. Centroid tables of ≤ 16 floats sit in
+// distinct shared-memory banks, so the per-thread lookups never conflict.
 #pragma once
 
 #include "cuda_common.cuh"
@@ -44,10 +44,22 @@ __host__ __device__ __forceinline__ unsigned IndexOffset(const unsigned* w, int 
   return unsigned(((static_cast<unsigned long long>(w[k + 1]) << 32) | w[k]) >> (s - 2)) & kMask;
 }
 
-// The centroid at byte offset `off` of a shared table.
-__device__ __forceinline__ float Centroid(const float* cen, unsigned off) {
-  return *reinterpret_cast<const float*>(reinterpret_cast<const char*>(cen) + off);
-}
+// A table of ≤ 16 centroids in shared memory at a 64-byte aligned address, so that the address of
+// entry idx is base | 4·idx (no add: without it the compiler adds a non-uniform base per lookup).
+struct CentroidTable {
+  unsigned base;  // shared-space address
+  // The table's place inside a region of ≥ 32 floats at p: p rounded up to 64 bytes.
+  __device__ static float* Place(float* p) {
+    return reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(p) + 63) & ~uintptr_t(63));
+  }
+  __device__ explicit CentroidTable(const float* placed) : base(unsigned(__cvta_generic_to_shared(placed))) {}
+  // The centroid at byte offset off = 4·idx (from IndexOffset).
+  __device__ __forceinline__ float operator()(unsigned off) const {
+    float y;
+    asm("ld.shared.f32 %0, [%1];" : "=f"(y) : "r"(base | off));
+    return y;
+  }
+};
 
 // Block-cooperative copy of `rows` packed rows (16-byte aligned source) into a tile of
 // WordRow<BITS>::kStride-byte rows: consecutive threads, consecutive 16-byte chunks.
@@ -72,13 +84,13 @@ __device__ __forceinline__ void LoadWordRow(const unsigned char* row, unsigned (
 // s[r] += Σ_c q[r * qs + c] · cen[idx_c] over the 128 coordinates of the row in w: each centroid is
 // looked up once for all R rows, the queries are broadcast float4 reads from shared memory.
 template <int R, int BITS>
-__device__ __forceinline__ void WordDot(const unsigned (&w)[WordRow<BITS>::kWords], const float* cen, const float* q,
+__device__ __forceinline__ void WordDot(const unsigned (&w)[WordRow<BITS>::kWords], CentroidTable cen, const float* q,
                                         int qs, float (&s)[R]) {
 #pragma unroll
   for (int c = 0; c < kWordN; c += 4) {
     float y[4];
 #pragma unroll
-    for (int j = 0; j < 4; ++j) y[j] = Centroid(cen, IndexOffset<BITS>(w, c + j));
+    for (int j = 0; j < 4; ++j) y[j] = cen(IndexOffset<BITS>(w, c + j));
 #pragma unroll
     for (int r = 0; r < R; ++r) {
       const float4 a = *reinterpret_cast<const float4*>(q + r * qs + c);

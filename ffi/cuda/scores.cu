@@ -35,8 +35,8 @@ __global__ void __launch_bounds__(kKeys) ScoresKernel(ScoresArgs a) {
   const int qs = QueryStride(n), ms = QueryStride(a.m), cs = CodeTileStride(WORDS, n, bits);
   const int qbytes = rj_packed_size(a.m, 1), ss = ByteStride(qbytes);
   extern __shared__ __align__(16) float smem[];
-  float* cen = smem;
-  float* q = cen + 256;
+  float* cen = WORDS ? CentroidTable::Place(smem) : smem;  // in a region of 256 floats
+  float* q = smem + 256;
   float* qp = q + R * qs;
   unsigned char* ct = reinterpret_cast<unsigned char*>(qp + R * ms);
   unsigned char* st = ct + kKeys * cs;
@@ -68,7 +68,7 @@ __global__ void __launch_bounds__(kKeys) ScoresKernel(ScoresArgs a) {
   if constexpr (WORDS) {
     unsigned w[WordRow<BITS>::kWords];
     LoadWordRow<BITS>(ct + t * cs, w);
-    WordDot<R, BITS>(w, cen, q, qs, s);
+    WordDot<R, BITS>(w, CentroidTable(cen), q, qs, s);
   } else {
     CodeDot<R, BITS>(ct + t * cs, n, bits, cen, q, qs, s);
   }
