@@ -80,8 +80,10 @@ __global__ void __launch_bounds__(kTokens) AttentionKernel(AttnArgs a) {
     stat[3 * tid] = -INFINITY;
     stat[3 * tid + 1] = 0.0f;
   }
-  const int cg = tid % groups, tl = tid / groups;
-  const bool vthread = tl < lanes;
+  // Value thread (group cg, token lane tl): a warp takes consecutive tokens of a few groups, so its
+  // code reads fall in distinct banks (odd-chunk row stride) and its probability reads are adjacent.
+  const int cg = tid / lanes, tl = tid % lanes;
+  const bool vthread = cg < groups;
   float acc[R][8] = {};
 
   for (long long tok0 = begin; tok0 < end; tok0 += kTokens) {
@@ -158,6 +160,7 @@ __global__ void __launch_bounds__(kTokens) AttentionKernel(AttnArgs a) {
 #pragma unroll
         for (int i = 0; i < 8; ++i) acc[r][i] *= alpha;
       }
+#pragma unroll(WORDS ? 2 : 1)  // the word-wise body is short: halve the loop overhead
       for (int t = tl; t < valid; t += lanes) {
         float y[8];
         if constexpr (WORDS) {
