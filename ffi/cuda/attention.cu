@@ -104,19 +104,19 @@ __global__ void __launch_bounds__(kTokens) AttentionKernel(AttnArgs a) {
 
     // Scores of this thread's token for the R rows (−∞ where masked or past the tile).
     {
-      float s[R] = {};
+      float s[1][R] = {};
       if (tid < valid) {
         if constexpr (WORDS) {
-          unsigned w[WordRow<KB>::kWords];
-          LoadWordRow<KB>(kt + tid * csk, w);
-          WordDot<R, KB>(w, CentroidTable(kcen), q, qs, s);
+          unsigned w[1][WordRow<KB>::kWords];
+          LoadWordRow<KB>(kt + tid * csk, w[0]);
+          WordDot<R, 1, KB>(w, CentroidTable(kcen), q, qs, s);
         } else {
-          CodeDot<R, KB>(kt + tid * csk, nk, kbits, kcen, q, qs, s);
+          CodeDot<R, KB>(kt + tid * csk, nk, kbits, kcen, q, qs, s[0]);
         }
       }
 #pragma unroll
       for (int r = 0; r < R; ++r)
-        prob[r * kTokens + tid] = tid < valid && tok0 + tid < lim[r] ? s[r] * knorm[tid] : -INFINITY;
+        prob[r * kTokens + tid] = tid < valid && tok0 + tid < lim[r] ? s[0][r] * knorm[tid] : -INFINITY;
     }
     __syncthreads();
 

@@ -81,23 +81,29 @@ __device__ __forceinline__ void LoadWordRow(const unsigned char* row, unsigned (
   }
 }
 
-// s[r] += Σ_c q[r * qs + c] · cen[idx_c] over the 128 coordinates of the row in w: each centroid is
-// looked up once for all R rows, the queries are broadcast float4 reads from shared memory.
-template <int R, int BITS>
-__device__ __forceinline__ void WordDot(const unsigned (&w)[WordRow<BITS>::kWords], CentroidTable cen, const float* q,
-                                        int qs, float (&s)[R]) {
+// s[k][r] += Σ_c q[r * qs + c] · cen[idx_kc] over the 128 coordinates of the K rows in w: each
+// centroid is looked up once for all R query rows, and each query float4 (a broadcast read from
+// shared memory) serves all K rows.
+template <int R, int K, int BITS>
+__device__ __forceinline__ void WordDot(const unsigned (&w)[K][WordRow<BITS>::kWords], CentroidTable cen,
+                                        const float* q, int qs, float (&s)[K][R]) {
 #pragma unroll
   for (int c = 0; c < kWordN; c += 4) {
-    float y[4];
+    float y[K][4];
 #pragma unroll
-    for (int j = 0; j < 4; ++j) y[j] = cen(IndexOffset<BITS>(w, c + j));
+    for (int k = 0; k < K; ++k)
+#pragma unroll
+      for (int j = 0; j < 4; ++j) y[k][j] = cen(IndexOffset<BITS>(w[k], c + j));
 #pragma unroll
     for (int r = 0; r < R; ++r) {
       const float4 a = *reinterpret_cast<const float4*>(q + r * qs + c);
-      s[r] = fmaf(a.x, y[0], s[r]);
-      s[r] = fmaf(a.y, y[1], s[r]);
-      s[r] = fmaf(a.z, y[2], s[r]);
-      s[r] = fmaf(a.w, y[3], s[r]);
+#pragma unroll
+      for (int k = 0; k < K; ++k) {
+        s[k][r] = fmaf(a.x, y[k][0], s[k][r]);
+        s[k][r] = fmaf(a.y, y[k][1], s[k][r]);
+        s[k][r] = fmaf(a.z, y[k][2], s[k][r]);
+        s[k][r] = fmaf(a.w, y[k][3], s[k][r]);
+      }
     }
   }
 }
