@@ -266,8 +266,10 @@ AttnPlan PlanBits(const AttnArgs& a, bool words) {
 
 // Splits of each (pair, row chunk)'s `tiles` tiles: every block streams the same number of whole
 // tiles and `slots` blocks run at once (SMs × resident blocks per SM), so over 1–8 waves pick the
-// split count that leaves the fewest slot-tiles idle (the first such, i.e. the fewest blocks).
+// split count that leaves the fewest slot-tiles idle, counting each block's fixed work (prologue,
+// lane reduction, partials and their merge) as a quarter tile (ties: the fewest blocks).
 void ChooseSplits(long long items, long long tiles, long long slots, int* splits, int* tiles_per_split) {
+  constexpr double kBlockTiles = 0.25;
   double best = -1.0;
   for (long long waves = 1; waves <= 8; ++waves) {
     long long s = waves * slots / items;
@@ -275,7 +277,7 @@ void ChooseSplits(long long items, long long tiles, long long slots, int* splits
     const long long per = (tiles + s - 1) / s;
     s = (tiles + per - 1) / per;
     const long long rounds = (items * s + slots - 1) / slots;
-    const double use = double(items * tiles) / (double(rounds) * double(slots) * double(per));
+    const double use = double(items * tiles) / (double(rounds) * double(slots) * (double(per) + kBlockTiles));
     if (use > best + 1e-9) best = use, *splits = int(s), *tiles_per_split = int(per);
   }
 }
