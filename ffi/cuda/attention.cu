@@ -8,9 +8,12 @@
 //    its split: one thread per token scores R query rows from the K codes; a warp per row updates the
 //    running max and sum; then a thread per (8 value coordinates, token lane) accumulates the
 //    probabilities times the V centroids, in the values' rotated domain. Writes (max, sum, sum·v).
-// 3. CombineKernel merges the splits of each query row, divides, and un-rotates once by the values'
-//    rotation into the output dtype.
+//    WORDS (n = 128, equal K and V bits 2/3/4, 16-byte aligned codes): code rows staged and read as
+//    whole words (code_words.cuh); otherwise the generic byte-wise unpack.
+// 3. MergeKernel merges the splits of each query row (a thread per coordinate) and divides; the
+//    rotation kernel then un-rotates once by the values' rotation into the output dtype.
 #include "code_dot.cuh"
+#include "code_words.cuh"
 #include "rotate_kernel.cuh"
 
 namespace rotorjax {
@@ -33,16 +36,18 @@ struct AttnArgs {
   float* part;  // (P, chunks, splits, R, nv + 2): Σ p·v, then max and sum
 };
 
-template <int R, int KB, int VB>
+template <int R, int KB, int VB, bool WORDS>
 __global__ void __launch_bounds__(kTokens) AttentionKernel(AttnArgs a) {
+  static_assert(!WORDS || (KB >= 2 && KB <= 4 && VB >= 2 && VB <= 4), "the word-wise path takes compile-time bits");
   const int kbits = KB > 0 ? KB : a.kbits, vbits = VB > 0 ? VB : a.vbits;
-  const int nkb = rj_packed_size(a.nk, kbits), nvb = rj_packed_size(a.nv, vbits);
-  const int qs = QueryStride(a.nk), csk = ByteStride(GroupedBytes(a.nk, kbits)), csv = ByteStride(GroupedBytes(a.nv, vbits));
-  const int groups = (a.nv + 7) / 8, lanes = kTokens / groups;  // value coordinate groups × token lanes
+  const int nk = WORDS ? kWordN : a.nk, nv = WORDS ? kWordN : a.nv;
+  const int nkb = rj_packed_size(nk, kbits), nvb = rj_packed_size(nv, vbits);
+  const int qs = QueryStride(nk), csk = CodeTileStride(WORDS, nk, kbits), csv = CodeTileStride(WORDS, nv, vbits);
+  const int groups = (nv + 7) / 8, lanes = kTokens / groups;  // value coordinate groups × token lanes
   extern __shared__ __align__(16) float smem[];
-  float* kcen = smem;
-  float* vcen = kcen + 256;
-  float* q = vcen + 256;                // R × qs
+  float* kcen = WORDS ? CentroidTable::Place(smem) : smem;  // in regions of 256 floats
+  float* vcen = WORDS ? CentroidTable::Place(smem + 256) : smem + 256;
+  float* q = smem + 512;                // R × qs
   float* prob = q + R * qs;             // R × kTokens: scores, then probabilities × ‖v‖
   float* knorm = prob + R * kTokens;    // kTokens
   float* vnorm = knorm + kTokens;       // kTokens
@@ -65,10 +70,8 @@ __global__ void __launch_bounds__(kTokens) AttentionKernel(AttnArgs a) {
   long long end = begin + (long long)a.tiles_per_split * kTokens;
   end = end < maxlim ? end : maxlim;
 
-  for (int i = tid; i < 256; i += kTokens) {
-    kcen[i] = i < (1 << kbits) ? a.kcen[i] : 0.0f;
-    vcen[i] = i < (1 << vbits) ? a.vcen[i] : 0.0f;
-  }
+  for (int i = tid; i < 1 << kbits; i += kTokens) kcen[i] = a.kcen[i];
+  for (int i = tid; i < 1 << vbits; i += kTokens) vcen[i] = a.vcen[i];
   for (int i = tid; i < R * qs; i += kTokens) {
     const int r = i / qs;
     q[i] = r0 + r < a.rows ? a.qrot[((long long)p * a.rows + r0 + r) * qs + i % qs] : 0.0f;
@@ -77,28 +80,43 @@ __global__ void __launch_bounds__(kTokens) AttentionKernel(AttnArgs a) {
     stat[3 * tid] = -INFINITY;
     stat[3 * tid + 1] = 0.0f;
   }
-  const int cg = tid % groups, tl = tid / groups;
-  const bool vthread = tl < lanes;
+  // Value thread (group cg, token lane tl): a warp takes consecutive tokens of a few groups, so its
+  // code reads fall in distinct banks (odd-chunk row stride) and its probability reads are adjacent.
+  const int cg = tid / lanes, tl = tid % lanes;
+  const bool vthread = cg < groups;
   float acc[R][8] = {};
 
   for (long long tok0 = begin; tok0 < end; tok0 += kTokens) {
     const int valid = int(end - tok0 < kTokens ? end - tok0 : kTokens);
     const long long row0 = (long long)p * a.T + tok0;
-    StageIn<U8>(a.kc + row0 * nkb, (long long)valid * nkb, nkb, kt, csk);
-    StageIn<U8>(a.vc + row0 * nvb, (long long)valid * nvb, nvb, vt, csv);
-    ZeroPad(kt, valid, csk, nkb, GroupedBytes(a.nk, kbits));
-    ZeroPad(vt, valid, csv, nvb, GroupedBytes(a.nv, vbits));
+    if constexpr (WORDS) {
+      StageWordRows<KB>(a.kc + row0 * nkb, valid, kt);
+      StageWordRows<VB>(a.vc + row0 * nvb, valid, vt);
+    } else {
+      StageIn<U8>(a.kc + row0 * nkb, (long long)valid * nkb, nkb, kt, csk);
+      StageIn<U8>(a.vc + row0 * nvb, (long long)valid * nvb, nvb, vt, csv);
+      ZeroPad(kt, valid, csk, nkb, GroupedBytes(nk, kbits));
+      ZeroPad(vt, valid, csv, nvb, GroupedBytes(nv, vbits));
+    }
     knorm[tid] = tid < valid ? a.kn[row0 + tid] : 0.0f;
     vnorm[tid] = tid < valid ? a.vn[row0 + tid] : 0.0f;
     __syncthreads();
 
     // Scores of this thread's token for the R rows (−∞ where masked or past the tile).
     {
-      float s[R] = {};
-      if (tid < valid) CodeDot<R, KB>(kt + tid * csk, a.nk, kbits, kcen, q, qs, s);
+      float s[1][R] = {};
+      if (tid < valid) {
+        if constexpr (WORDS) {
+          unsigned w[1][WordRow<KB>::kWords];
+          LoadWordRow<KB>(kt + tid * csk, w[0]);
+          WordDot<R, 1, KB>(w, CentroidTable(kcen), q, qs, s);
+        } else {
+          CodeDot<R, KB>(kt + tid * csk, nk, kbits, kcen, q, qs, s[0]);
+        }
+      }
 #pragma unroll
       for (int r = 0; r < R; ++r)
-        prob[r * kTokens + tid] = tid < valid && tok0 + tid < lim[r] ? s[r] * knorm[tid] : -INFINITY;
+        prob[r * kTokens + tid] = tid < valid && tok0 + tid < lim[r] ? s[0][r] * knorm[tid] : -INFINITY;
     }
     __syncthreads();
 
@@ -142,11 +160,19 @@ __global__ void __launch_bounds__(kTokens) AttentionKernel(AttnArgs a) {
 #pragma unroll
         for (int i = 0; i < 8; ++i) acc[r][i] *= alpha;
       }
+#pragma unroll(WORDS ? 2 : 1)  // the word-wise body is short: halve the loop overhead
       for (int t = tl; t < valid; t += lanes) {
-        int idx[8];
         float y[8];
-        rj_unpack(vt + t * csv + cg * vbits, 8, 1, vbits, idx);
-        rj_dequantize(idx, 8, vcen, y);
+        if constexpr (WORDS) {
+          const unsigned v = GroupWindow<VB>(cg)(reinterpret_cast<const unsigned*>(vt + t * csv));
+          const CentroidTable cen(vcen);
+#pragma unroll
+          for (int i = 0; i < 8; ++i) y[i] = cen(IndexOffset<VB>(&v, i));
+        } else {
+          int idx[8];
+          rj_unpack(vt + t * csv + cg * vbits, 8, 1, vbits, idx);
+          rj_dequantize(idx, 8, vcen, y);
+        }
 #pragma unroll
         for (int r = 0; r < R; ++r) {
           const float pr = prob[r * kTokens + t];
@@ -167,74 +193,93 @@ __global__ void __launch_bounds__(kTokens) AttentionKernel(AttnArgs a) {
 #pragma unroll
       for (int i = 0; i < 8; ++i) red[(tl * R + r) * gw + cg * 8 + i] = acc[r][i];
   __syncthreads();
-  float* out = a.part + (((long long)p * a.chunks + blockIdx.z) * a.splits + blockIdx.x) * R * (a.nv + 2);
-  for (int i = tid; i < R * a.nv; i += kTokens) {
-    const int r = i / a.nv, c = i % a.nv;
+  float* out = a.part + (((long long)p * a.chunks + blockIdx.z) * a.splits + blockIdx.x) * R * (nv + 2);
+  for (int i = tid; i < R * nv; i += kTokens) {
+    const int r = i / nv, c = i % nv;
     float s = 0.0f;
     for (int l = 0; l < lanes; ++l) s += red[(l * R + r) * gw + c];
-    out[r * (a.nv + 2) + c] = s;
+    out[r * (nv + 2) + c] = s;
   }
   if (tid < R) {
-    out[tid * (a.nv + 2) + a.nv] = stat[3 * tid];
-    out[tid * (a.nv + 2) + a.nv + 1] = stat[3 * tid + 1];
+    out[tid * (nv + 2) + nv] = stat[3 * tid];
+    out[tid * (nv + 2) + nv + 1] = stat[3 * tid + 1];
   }
 }
 
-struct CombineArgs {
+struct MergeArgs {
   const float* part;
   long long total_rows;  // P · rows
-  int rows, R, chunks, splits, nv, dim, kind;
-  void* out;
-  int dtype;
+  int rows, R, chunks, splits, nv;
+  float* out;  // (P · rows, nv), rotated domain
 };
 
-// One thread per query row: merge the splits, divide by the sum, un-rotate (c_params holds the
-// values' rotation), store row (b, h·G + g, s) of the output, which is row p·rows + g·S + s.
-__global__ void CombineKernel(CombineArgs a) {
-  const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-  if (row >= a.total_rows) return;
-  const long long p = row / a.rows;
-  const int rg = int(row % a.rows), chunk = rg / a.R, r = rg % a.R;
+// One thread per (query row, coordinate): merge the splits' partial sums and divide by the sum.
+// Row p·rows + g·S + s is row (b, h·G + g, s) of the output.
+__global__ void MergeKernel(MergeArgs a) {
+  const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= a.total_rows * a.nv) return;
+  const long long row = i / a.nv, p = row / a.rows;
+  const int c = int(i % a.nv), rg = int(row % a.rows), chunk = rg / a.R, r = rg % a.R;
   const float* base = a.part + ((p * a.chunks + chunk) * a.splits * a.R + r) * (a.nv + 2);
   const long long step = (long long)a.R * (a.nv + 2);  // next split, same row
   float m = -INFINITY;
   for (int s = 0; s < a.splits; ++s) m = fmaxf(m, base[s * step + a.nv]);
-  float v[kMaxN];
-  for (int c = 0; c < a.nv; ++c) v[c] = 0.0f;
-  float l = 0.0f;
+  float v = 0.0f, l = 0.0f;
   if (m != -INFINITY) {
     for (int s = 0; s < a.splits; ++s) {
       const float w = __expf(base[s * step + a.nv] - m);
       l += w * base[s * step + a.nv + 1];
-      for (int c = 0; c < a.nv; ++c) v[c] += w * base[s * step + c];
+      v += w * base[s * step + c];
     }
   }
   const float inv = l > 0.0f ? 1.0f / l : 0.0f;  // a row that sees no token gets zeros
-  for (int c = 0; c < a.nv; ++c) v[c] *= inv;
-  rj_rotate(a.kind, v, a.nv, 1, c_params, 1);
-  WithDtype(a.dtype, [&](auto e) {
-    using E = decltype(e);
-    typename E::S* dst = static_cast<typename E::S*>(a.out) + row * a.dim;
-    for (int c = 0; c < a.dim; ++c) dst[c] = E::Store(v[c]);
-  });
+  a.out[i] = v * inv;
 }
 
-template <int R, int KB, int VB>
-ffi::Error LaunchAttention(cudaStream_t stream, long long P, const AttnArgs& a) {
-  const int csk = ByteStride(GroupedBytes(a.nk, a.kbits)), csv = ByteStride(GroupedBytes(a.nv, a.vbits));
+// The attention kernel instantiation for a call and its dynamic shared memory.
+struct AttnPlan {
+  void (*kernel)(AttnArgs);
+  size_t smem;
+};
+
+template <int R, int KB, int VB, bool WORDS>
+AttnPlan PlanAs(const AttnArgs& a) {
+  const int csk = CodeTileStride(WORDS, a.nk, a.kbits), csv = CodeTileStride(WORDS, a.nv, a.vbits);
   const int groups = (a.nv + 7) / 8, lanes = kTokens / groups;
   const size_t tiles = size_t(kTokens) * (csk + csv), red = size_t(lanes) * R * groups * 8 * sizeof(float);
   const size_t smem = (512 + R * QueryStride(a.nk) + R * kTokens + 2 * kTokens + 4 * R) * sizeof(float) +
                       (tiles > red ? tiles : red);
-  const dim3 grid(unsigned(a.splits), unsigned(P), unsigned(a.chunks));
-  return Launch(AttentionKernel<R, KB, VB>, grid, kTokens, smem, stream, a, "attention_decode");
+  return {AttentionKernel<R, KB, VB, WORDS>, smem};
 }
 
 template <int R>
-ffi::Error LaunchAttentionBits(cudaStream_t stream, long long P, const AttnArgs& a) {
-  if (a.kbits == 4 && a.vbits == 4) return LaunchAttention<R, 4, 4>(stream, P, a);
-  if (a.kbits == 3 && a.vbits == 3) return LaunchAttention<R, 3, 3>(stream, P, a);
-  return LaunchAttention<R, 0, 0>(stream, P, a);
+AttnPlan PlanBits(const AttnArgs& a, bool words) {
+  if (words) {
+    if (a.kbits == 4) return PlanAs<R, 4, 4, true>(a);
+    if (a.kbits == 3) return PlanAs<R, 3, 3, true>(a);
+    return PlanAs<R, 2, 2, true>(a);
+  }
+  if (a.kbits == 4 && a.vbits == 4) return PlanAs<R, 4, 4, false>(a);
+  if (a.kbits == 3 && a.vbits == 3) return PlanAs<R, 3, 3, false>(a);
+  return PlanAs<R, 0, 0, false>(a);
+}
+
+// Splits of each (pair, row chunk)'s `tiles` tiles: every block streams the same number of whole
+// tiles and `slots` blocks run at once (SMs × resident blocks per SM), so over 1–8 waves pick the
+// split count that leaves the fewest slot-tiles idle, counting each block's fixed work (prologue,
+// lane reduction, partials and their merge) as a quarter tile (ties: the fewest blocks).
+void ChooseSplits(long long items, long long tiles, long long slots, int* splits, int* tiles_per_split) {
+  constexpr double kBlockTiles = 0.25;
+  double best = -1.0;
+  for (long long waves = 1; waves <= 8; ++waves) {
+    long long s = waves * slots / items;
+    s = s < 1 ? 1 : (s > tiles ? tiles : s);
+    const long long per = (tiles + s - 1) / s;
+    s = (tiles + per - 1) / per;
+    const long long rounds = (items * s + slots - 1) / slots;
+    const double use = double(items * tiles) / (double(rounds) * double(slots) * (double(per) + kBlockTiles));
+    if (use > best + 1e-9) best = use, *splits = int(s), *tiles_per_split = int(per);
+  }
 }
 
 ffi::Error AttentionImpl(cudaStream_t stream, ffi::AnyBuffer q,
@@ -274,22 +319,43 @@ ffi::Error AttentionImpl(cudaStream_t stream, ffi::AnyBuffer q,
 
   const int R = RowsPerChunk(int(rows < 8 ? rows : 8));
   const int chunks = int((rows + R - 1) / R);
-  const long long tiles = (T + kTokens - 1) / kTokens;
-  // Enough blocks for several waves over 132 SMs; each split streams whole tiles.
-  long long splits = (2048 + P * chunks - 1) / (P * chunks);
-  splits = splits < 1 ? 1 : (splits > tiles ? (tiles > 0 ? tiles : 1) : splits);
-  const int tiles_per_split = int((tiles + splits - 1) / splits);
-  splits = (tiles + tiles_per_split - 1) / tiles_per_split;
-  if (splits < 1) splits = 1;
+  AttnArgs a{nullptr, k_codes.typed_data(), k_norms.typed_data(), v_codes.typed_data(), v_norms.typed_data(),
+             lengths.typed_data(), k_centroids.typed_data(), v_centroids.typed_data(), T, int(Hkv), int(rows),
+             int(S), kr.n, vr.n, int(k_bits), int(v_bits), chunks, 1, 1, nullptr};
+  // Word-wise: whole 16-byte chunks per row, so every staged tile starts 16-byte aligned with the base.
+  const bool words = WordShape(kr.n, int(k_bits)) && WordShape(vr.n, int(v_bits)) && k_bits == v_bits &&
+                     reinterpret_cast<uintptr_t>(a.kc) % 16 == 0 && reinterpret_cast<uintptr_t>(a.vc) % 16 == 0;
+  const AttnPlan plan = R == 1 ? PlanBits<1>(a, words)
+                        : R == 2 ? PlanBits<2>(a, words)
+                        : R == 4 ? PlanBits<4>(a, words)
+                                 : PlanBits<8>(a, words);
+  int device = 0, sms = 0, per_sm = 0;
+  if (ffi::Error err = CudaError(cudaGetDevice(&device), "attention_decode"); err.failure()) return err;
+  if (ffi::Error err = CudaError(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device), "attention_decode");
+      err.failure())
+    return err;
+  if (ffi::Error err = CudaError(cudaFuncSetAttribute(plan.kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(plan.smem)),
+                                 "attention_decode");
+      err.failure())
+    return err;
+  if (ffi::Error err = CudaError(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, plan.kernel, kTokens, plan.smem),
+                                 "attention_decode");
+      err.failure())
+    return err;
+  const long long tiles = std::max((long long)(T + kTokens - 1) / kTokens, 1LL);
+  ChooseSplits(P * chunks, tiles, std::max(1LL, (long long)sms * per_sm), &a.splits, &a.tiles_per_split);
 
   const size_t rot_bytes = std::max(RotationScratchBytes(kr), RotationScratchBytes(vr));
-  void *rot_buf = nullptr, *qrot = nullptr, *part = nullptr;
+  void *rot_buf = nullptr, *qrot = nullptr, *part = nullptr, *merged = nullptr;
   if (ffi::Error err = scratch.Allocate(rot_bytes, &rot_buf); err.failure()) return err;
   if (ffi::Error err = scratch.Allocate(size_t(P * rows) * QueryStride(kr.n) * sizeof(float), &qrot); err.failure())
     return err;
-  if (ffi::Error err = scratch.Allocate(size_t(P) * chunks * splits * R * (vr.n + 2) * sizeof(float), &part);
+  if (ffi::Error err = scratch.Allocate(size_t(P) * chunks * a.splits * R * (vr.n + 2) * sizeof(float), &part);
       err.failure())
     return err;
+  if (ffi::Error err = scratch.Allocate(size_t(P * rows) * vr.n * sizeof(float), &merged); err.failure()) return err;
+  a.qrot = static_cast<float*>(qrot);
+  a.part = static_cast<float*>(part);
 
   if (ffi::Error err = SetRotation(stream, kr, k_params.typed_data(), static_cast<float*>(rot_buf)); err.failure())
     return err;
@@ -298,22 +364,18 @@ ffi::Error AttentionImpl(cudaStream_t stream, ffi::AnyBuffer q,
                       QueryStride(kr.n), kr.n, kr.kind, 1.0f / sqrtf(float(dim))};
   if (ffi::Error err = LaunchRotate<false>(stream, kr, ra); err.failure()) return err;
 
-  const AttnArgs a{static_cast<float*>(qrot), k_codes.typed_data(), k_norms.typed_data(), v_codes.typed_data(),
-                   v_norms.typed_data(), lengths.typed_data(), k_centroids.typed_data(), v_centroids.typed_data(),
-                   T, int(Hkv), int(rows), int(S), kr.n, vr.n, int(k_bits), int(v_bits), chunks, int(splits),
-                   tiles_per_split, static_cast<float*>(part)};
-  ffi::Error err = R == 1 ? LaunchAttentionBits<1>(stream, P, a)
-                   : R == 2 ? LaunchAttentionBits<2>(stream, P, a)
-                   : R == 4 ? LaunchAttentionBits<4>(stream, P, a)
-                            : LaunchAttentionBits<8>(stream, P, a);
-  if (err.failure()) return err;
+  const dim3 grid(unsigned(a.splits), unsigned(P), unsigned(chunks));
+  if (ffi::Error err = Launch(plan.kernel, grid, kTokens, plan.smem, stream, a, "attention_decode"); err.failure())
+    return err;
 
-  if (ffi::Error e = SetRotation(stream, vr, v_params.typed_data(), static_cast<float*>(rot_buf)); e.failure())
-    return e;
-  const CombineArgs ca{static_cast<float*>(part), P * rows, int(rows), R, chunks, int(splits), vr.n, int(dim),
-                       vr.kind, out->untyped_data(), DtypeOf(q.element_type())};
-  CombineKernel<<<unsigned((P * rows + 127) / 128), 128, 0, stream>>>(ca);
-  return LaunchError("attention_decode combine");
+  const MergeArgs ma{a.part, P * rows, int(rows), R, chunks, a.splits, vr.n, static_cast<float*>(merged)};
+  MergeKernel<<<unsigned((P * rows * vr.n + 255) / 256), 256, 0, stream>>>(ma);
+  if (ffi::Error err = LaunchError("attention_decode merge"); err.failure()) return err;
+  if (ffi::Error err = SetRotation(stream, vr, v_params.typed_data(), static_cast<float*>(rot_buf)); err.failure())
+    return err;
+  const RotateArgs va{merged, out->untyped_data(), kF32, DtypeOf(q.element_type()), P * rows, vr.n, int(dim),
+                      vr.n, vr.kind, 1.0f};
+  return LaunchRotate<true>(stream, vr, va);
 }
 
 }  // namespace

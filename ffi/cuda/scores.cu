@@ -1,15 +1,19 @@
 // scores on CUDA: ‖x‖ · ⟨Π q, ŷ⟩ straight from the codes. Queries are rotated once (RotateKernel into
-// scratch, with QJL also projected once), then one thread per encoded vector takes a block's R query
-// rows against its packed row. Two targets: rotorjax_scores, every query against every code (as on
-// CPU), and rotorjax_grouped_scores, batch b's queries (B, G, dim) against batch b's codes (B, T).
+// scratch, with QJL also projected once), then one thread per encoded vector (two on the word-wise
+// path with R ≥ 4) takes a block's R query rows against its packed row. Two targets:
+// rotorjax_scores, every query against every code (as on CPU), and rotorjax_grouped_scores, batch
+// b's queries (B, G, dim) against batch b's codes (B, T).
+// WORDS (n = 128, bits 2/3/4, 16-byte aligned codes): rows staged and read as whole words
+// (code_words.cuh); otherwise the generic byte-wise CodeDot.
 #include "code_dot.cuh"
+#include "code_words.cuh"
 #include "rotate_kernel.cuh"
 
 namespace rotorjax {
 namespace cuda {
 namespace {
 
-constexpr int kKeys = 128;  // encoded vectors per block, one per thread
+constexpr int kKeys = 128;  // threads per block, each taking KeysPerThread encoded vectors
 
 struct ScoresArgs {
   const float* qrot;   // (B, G, n)
@@ -25,20 +29,28 @@ struct ScoresArgs {
   float* out;  // (B, G, T)
 };
 
-template <int R, int BITS>
+// Keys per thread: 2 on the word-wise path with ≥ 4 query rows, where each broadcast query float4
+// then feeds two keys' FMAs (shared-memory wavefronts per coordinate 2 → 1.5 at R = 4, issue −6 %);
+// else 1, which keeps blocks small (occupancy hides the code loads).
+template <int R, bool WORDS>
+__host__ __device__ constexpr int KeysPerThread() { return WORDS && R >= 4 ? 2 : 1; }
+
+template <int R, int BITS, bool WORDS>
 __global__ void __launch_bounds__(kKeys) ScoresKernel(ScoresArgs a) {
-  const int bits = BITS > 0 ? BITS : a.bits, n = a.n, nbytes = rj_packed_size(n, bits);
-  const int qs = QueryStride(n), ms = QueryStride(a.m), cs = ByteStride(GroupedBytes(n, bits));
+  constexpr int KP = KeysPerThread<R, WORDS>(), kTile = kKeys * KP;
+  static_assert(!WORDS || (BITS >= 2 && BITS <= 4), "the word-wise path takes compile-time bits 2, 3 or 4");
+  const int bits = BITS > 0 ? BITS : a.bits, n = WORDS ? kWordN : a.n, nbytes = rj_packed_size(n, bits);
+  const int qs = QueryStride(n), ms = QueryStride(a.m), cs = CodeTileStride(WORDS, n, bits);
   const int qbytes = rj_packed_size(a.m, 1), ss = ByteStride(qbytes);
   extern __shared__ __align__(16) float smem[];
-  float* cen = smem;
-  float* q = cen + 256;
+  float* cen = WORDS ? CentroidTable::Place(smem) : smem;  // in a region of 256 floats
+  float* q = smem + 256;
   float* qp = q + R * qs;
   unsigned char* ct = reinterpret_cast<unsigned char*>(qp + R * ms);
-  unsigned char* st = ct + kKeys * cs;
+  unsigned char* st = ct + kTile * cs;
 
-  const long long b = blockIdx.z, t0 = (long long)blockIdx.x * kKeys;
-  const int r0 = blockIdx.y * R, valid = int(min((long long)kKeys, a.T - t0));
+  const long long b = blockIdx.z, t0 = (long long)blockIdx.x * kTile;
+  const int r0 = blockIdx.y * R, valid = int(min((long long)kTile, a.T - t0));
   for (int i = threadIdx.x; i < (1 << bits); i += blockDim.x) cen[i] = a.centroids[i];
   for (int i = threadIdx.x; i < R * qs; i += blockDim.x) {
     const int r = i / qs, c = i % qs;
@@ -49,33 +61,54 @@ __global__ void __launch_bounds__(kKeys) ScoresKernel(ScoresArgs a) {
     qp[i] = (r0 + r < a.G && c < a.m) ? a.qproj[(b * a.G + r0 + r) * a.m + c] : 0.0f;
   }
   const long long row0 = b * a.T + t0;
-  StageIn<U8>(a.codes + row0 * nbytes, (long long)valid * nbytes, nbytes, ct, cs);
-  ZeroPad(ct, valid, cs, nbytes, GroupedBytes(n, bits));
+  if constexpr (WORDS) {
+    StageWordRows<BITS>(a.codes + row0 * nbytes, valid, ct);
+  } else {
+    StageIn<U8>(a.codes + row0 * nbytes, (long long)valid * nbytes, nbytes, ct, cs);
+    ZeroPad(ct, valid, cs, nbytes, GroupedBytes(n, bits));
+  }
   if (a.m) StageIn<U8>(a.qjl_bits + row0 * qbytes, (long long)valid * qbytes, qbytes, st, ss);
   __syncthreads();
 
+  // Thread t takes keys t + k·kKeys (coalesced norms and outputs for each k); a key past the tile
+  // recomputes key t and is not stored.
   const int t = threadIdx.x;
   if (t >= valid) return;
-  float s[R] = {};
-  CodeDot<R, BITS>(ct + t * cs, n, bits, cen, q, qs, s);
-  if (a.m) {  // QJL: + γ √(π/2)/m · ⟨S Π q, 2z − 1⟩
-    float sk[R] = {};
-    for (int j = 0; j < qbytes; ++j) {
-      int z[8];
-      rj_unpack(st + t * ss + j, 8, 1, 1, z);
+  int key[KP];
+#pragma unroll
+  for (int k = 0; k < KP; ++k) key[k] = t + k * kKeys < valid ? t + k * kKeys : t;
+  float s[KP][R] = {};
+  if constexpr (WORDS) {
+    unsigned w[KP][WordRow<BITS>::kWords];
+#pragma unroll
+    for (int k = 0; k < KP; ++k) LoadWordRow<BITS>(ct + key[k] * cs, w[k]);
+    WordDot<R, KP, BITS>(w, CentroidTable(cen), q, qs, s);
+  } else {
+    CodeDot<R, BITS>(ct + t * cs, n, bits, cen, q, qs, s[0]);
+  }
+#pragma unroll
+  for (int k = 0; k < KP; ++k) {
+    if (a.m) {  // QJL: + γ √(π/2)/m · ⟨S Π q, 2z − 1⟩
+      float sk[R] = {};
+      for (int j = 0; j < qbytes; ++j) {
+        int z[8];
+        rj_unpack(st + key[k] * ss + j, 8, 1, 1, z);
+#pragma unroll
+        for (int r = 0; r < R; ++r)
+#pragma unroll
+          for (int i = 0; i < 8; ++i) sk[r] += qp[r * ms + 8 * j + i] * (2.0f * float(z[i]) - 1.0f);
+      }
+      const float g = a.gamma[row0 + key[k]] * a.qjl_scale;
+#pragma unroll
+      for (int r = 0; r < R; ++r) s[k][r] += g * sk[r];
+    }
+    if (t + k * kKeys < valid) {
+      const float norm = a.norms[row0 + key[k]];
 #pragma unroll
       for (int r = 0; r < R; ++r)
-#pragma unroll
-        for (int i = 0; i < 8; ++i) sk[r] += qp[r * ms + 8 * j + i] * (2.0f * float(z[i]) - 1.0f);
+        if (r0 + r < a.G) a.out[(b * a.G + r0 + r) * a.T + t0 + key[k]] = s[k][r] / a.divisor * norm;
     }
-    const float g = a.gamma[row0 + t] * a.qjl_scale;
-#pragma unroll
-    for (int r = 0; r < R; ++r) s[r] += g * sk[r];
   }
-  const float norm = a.norms[row0 + t];
-#pragma unroll
-  for (int r = 0; r < R; ++r)
-    if (r0 + r < a.G) a.out[(b * a.G + r0 + r) * a.T + t0 + t] = s[r] / a.divisor * norm;
 }
 
 // One thread per query row: qproj = S · qrot (rj_dense_matvec on one vector).
@@ -84,19 +117,26 @@ __global__ void ProjectKernel(float* qrot, const float* s, int rows, int m, int 
   if (r < rows) rj_dense_matvec(qrot + (long long)r * n, qproj + (long long)r * m, 1, s, m, n, 0);
 }
 
-template <int R, int BITS>
+template <int R, int BITS, bool WORDS>
 ffi::Error LaunchScores(cudaStream_t stream, long long B, const ScoresArgs& a) {
-  const int cs = ByteStride(GroupedBytes(a.n, a.bits)), ss = ByteStride(rj_packed_size(a.m, 1));
-  const size_t smem = (256 + R * QueryStride(a.n) + R * QueryStride(a.m)) * sizeof(float) + kKeys * (cs + ss);
-  const dim3 grid(unsigned((a.T + kKeys - 1) / kKeys), unsigned((a.G + R - 1) / R), unsigned(B));
-  return Launch(ScoresKernel<R, BITS>, grid, kKeys, smem, stream, a, "scores");
+  const int cs = CodeTileStride(WORDS, a.n, a.bits), ss = ByteStride(rj_packed_size(a.m, 1));
+  constexpr int kTile = kKeys * KeysPerThread<R, WORDS>();
+  const size_t smem = (256 + R * QueryStride(a.n) + R * QueryStride(a.m)) * sizeof(float) + kTile * (cs + ss);
+  const dim3 grid(unsigned((a.T + kTile - 1) / kTile), unsigned((a.G + R - 1) / R), unsigned(B));
+  return Launch(ScoresKernel<R, BITS, WORDS>, grid, kKeys, smem, stream, a, "scores");
 }
 
 template <int R>
 ffi::Error LaunchScoresBits(cudaStream_t stream, long long B, const ScoresArgs& a) {
-  if (a.bits == 4) return LaunchScores<R, 4>(stream, B, a);
-  if (a.bits == 3) return LaunchScores<R, 3>(stream, B, a);
-  return LaunchScores<R, 0>(stream, B, a);
+  // Whole 16-byte chunks per row (WordShape), so every staged tile starts 16-byte aligned with the base.
+  if (WordShape(a.n, a.bits) && reinterpret_cast<uintptr_t>(a.codes) % 16 == 0) {
+    if (a.bits == 4) return LaunchScores<R, 4, true>(stream, B, a);
+    if (a.bits == 3) return LaunchScores<R, 3, true>(stream, B, a);
+    return LaunchScores<R, 2, true>(stream, B, a);
+  }
+  if (a.bits == 4) return LaunchScores<R, 4, false>(stream, B, a);
+  if (a.bits == 3) return LaunchScores<R, 3, false>(stream, B, a);
+  return LaunchScores<R, 0, false>(stream, B, a);
 }
 
 // grouped: q (B, G, dim), codes (B, T, nbytes), norms (B, T) → (B, G, T); else every query row
