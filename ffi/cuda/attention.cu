@@ -329,21 +329,11 @@ ffi::Error AttentionImpl(cudaStream_t stream, ffi::AnyBuffer q,
                         : R == 2 ? PlanBits<2>(a, words)
                         : R == 4 ? PlanBits<4>(a, words)
                                  : PlanBits<8>(a, words);
-  int device = 0, sms = 0, per_sm = 0;
-  if (ffi::Error err = CudaError(cudaGetDevice(&device), "attention_decode"); err.failure()) return err;
-  if (ffi::Error err = CudaError(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device), "attention_decode");
-      err.failure())
-    return err;
-  if (ffi::Error err = CudaError(cudaFuncSetAttribute(plan.kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(plan.smem)),
-                                 "attention_decode");
-      err.failure())
-    return err;
-  if (ffi::Error err = CudaError(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, plan.kernel, kTokens, plan.smem),
-                                 "attention_decode");
-      err.failure())
+  long long resident = 0;
+  if (ffi::Error err = ResidentBlocks(plan.kernel, kTokens, plan.smem, "attention_decode", &resident); err.failure())
     return err;
   const long long tiles = std::max((long long)(T + kTokens - 1) / kTokens, 1LL);
-  ChooseSplits(P * chunks, tiles, std::max(1LL, (long long)sms * per_sm), &a.splits, &a.tiles_per_split);
+  ChooseSplits(P * chunks, tiles, resident, &a.splits, &a.tiles_per_split);
 
   const size_t rot_bytes = std::max(RotationScratchBytes(kr), RotationScratchBytes(vr));
   void *rot_buf = nullptr, *qrot = nullptr, *part = nullptr, *merged = nullptr;

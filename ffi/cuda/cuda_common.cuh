@@ -250,6 +250,24 @@ ffi::Error Launch(Kernel kernel, dim3 grid, int threads, size_t smem, cudaStream
   return LaunchError(what);
 }
 
+// Blocks of `kernel` the whole GPU holds at once (SMs × resident blocks per SM, at least 1), for
+// persistent grids and split choices; raises the kernel's dynamic shared-memory limit to smem first.
+template <typename Kernel>
+ffi::Error ResidentBlocks(Kernel kernel, int threads, size_t smem, const char* what, long long* out) {
+  int device = 0, sms = 0, per_sm = 0;
+  if (ffi::Error err = CudaError(cudaGetDevice(&device), what); err.failure()) return err;
+  if (ffi::Error err = CudaError(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device), what); err.failure())
+    return err;
+  if (ffi::Error err = CudaError(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)), what);
+      err.failure())
+    return err;
+  if (ffi::Error err = CudaError(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, smem), what);
+      err.failure())
+    return err;
+  *out = (long long)sms * per_sm > 0 ? (long long)sms * per_sm : 1;
+  return ffi::Error::Success();
+}
+
 // Specialisations with everything compile-time (registers only, loops unrolled) for the shapes that
 // matter most; every other shape runs the generic instantiation (runtime sizes, local memory).
 // X(kind, n, bits): n is the rotated width, which must equal the input dim.

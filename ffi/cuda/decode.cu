@@ -1,6 +1,6 @@
 // decode on CUDA: one thread per vector, one pass: unpack → centroids (+ QJL term) → scale by the
 // norm → inverse rotation. Two kernels: DecodeRowsKernel for the fast shapes (everything compile-time,
-// warp-owned row tiles) and DecodeKernel for every other shape and QJL (run-time sizes, block-wide
+// a warp per 32-row tile) and DecodeKernel for every other shape and QJL (run-time sizes, block-wide
 // staging through shared memory).
 #include "warp_rows.cuh"
 
@@ -22,40 +22,35 @@ struct DecodeArgs {
   int dtype;
 };
 
-// Fast shapes (rotated width N = dim, BITS ≤ 4, no QJL) into output dtype E: each warp decodes 32 rows
-// (warp_rows.cuh); a lane reads its packed row as whole words and writes its output over its own
-// staged row before the warp stores the rows.
+// Fast shapes (rotated width N = dim, BITS ≤ 4, no QJL) into output dtype E: a warp per 32-row tile
+// (warp_rows.cuh). A lane reads its packed row as whole words and writes its output row straight to
+// global memory; the norm rides on the inverse rotation's Walsh–Hadamard scaling.
 template <int KIND, int N, int BITS, typename E>
 __global__ void __launch_bounds__(kFastWarps * kWarpRows, 3) DecodeRowsKernel(DecodeArgs a) {
-  constexpr int kIn = N * BITS / 128, kOut = N * int(sizeof(typename E::S)) / 16, kStride = ChunkStride(kOut);
-  extern __shared__ uint4 tiles[];
+  constexpr int kIn = N * BITS / 128, kStride = ChunkStride(kIn);
+  extern __shared__ uint4 slices[];
   __shared__ float cen[1 << BITS];  // ≤ 16 floats in distinct banks: any gather is conflict-free
   for (int i = threadIdx.x; i < (1 << BITS); i += blockDim.x) cen[i] = a.centroids[i];
   __syncthreads();
 
   const int lane = threadIdx.x % 32;
-  const long long row0 = ((long long)blockIdx.x * kFastWarps + threadIdx.x / 32) * kWarpRows;
-  if (row0 >= a.rows) return;
-  const int valid = int(min((long long)kWarpRows, a.rows - row0));
-  uint4* slice = tiles + threadIdx.x / 32 * kWarpRows * kStride;
-  WarpLoadRows<kIn, kStride>(reinterpret_cast<const uint4*>(a.codes + row0 * (N * BITS / 8)), valid, slice);
-  if (lane < valid) {
+  uint4* slice = slices + threadIdx.x / 32 * kWarpRows * kStride;
+  WithWarpTile<kIn>(reinterpret_cast<const uint4*>(a.codes), a.rows, slice, [&](long long tile, int valid) {
+    if (lane >= valid) return;
+    const long long row = tile * kWarpRows + lane;
     unsigned int words[N * BITS / 32];
     RowToWords(slice + lane * kStride, words);
-    const float norm = a.norms[row0 + lane];
     float v[N];
 #pragma unroll
-    for (int c = 0; c < N; ++c) v[c] = cen[rj_word_get(words, c, BITS)] * norm;
-    rj_rotate(KIND, v, N, 1, c_params, 1);
-    FloatsToRow<E>(v, slice + lane * kStride);
-  }
-  WarpStoreRows<kOut, kStride>(slice, valid, reinterpret_cast<uint4*>(static_cast<typename E::S*>(a.out) + row0 * N));
+    for (int c = 0; c < N; ++c) v[c] = cen[rj_word_get(words, c, BITS)];
+    rj_rotate_scaled(KIND, v, N, 1, c_params, 1, a.norms[row]);
+    StoreFloats<E>(v, static_cast<uint4*>(a.out) + row * (N * int(sizeof(typename E::S)) / 16));
+  });
 }
 
 template <int KIND, int N, int BITS, typename E>
 ffi::Error LaunchDecodeRowsAs(cudaStream_t stream, const DecodeArgs& a) {
-  return Launch(DecodeRowsKernel<KIND, N, BITS, E>, FastGrid(a.rows), kFastWarps * kWarpRows,
-                FastSmem(N * int(sizeof(typename E::S)) / 16), stream, a, "decode");
+  return LaunchFast(DecodeRowsKernel<KIND, N, BITS, E>, a.rows, N * BITS / 128, stream, a, "decode");
 }
 
 template <int KIND, int N, int BITS>

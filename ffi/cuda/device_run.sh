@@ -30,7 +30,7 @@ for s in $stages; do
     tests) XLA_FLAGS=--xla_gpu_autotune_level=0 step tests 200 python3 -m pytest -q -n 8 --maxfail=15 -p no:cacheprovider tests/test_cuda.py ;;
     sanitize)  # both tools at once: each is mostly JAX start-up and compilation under the sanitizer
       for tool in memcheck racecheck; do
-        XLA_FLAGS=--xla_gpu_autotune_level=0 XLA_PYTHON_CLIENT_ALLOCATOR=platform step "$tool" 280 compute-sanitizer --tool "$tool" --error-exitcode 9 \
+        XLA_FLAGS=--xla_gpu_autotune_level=0 XLA_PYTHON_CLIENT_ALLOCATOR=platform step "$tool" 200 compute-sanitizer --tool "$tool" --error-exitcode 9 \
           --kernel-name kns=rotorjax python3 ffi/cuda/sanitize.py &
       done
       wait ;;

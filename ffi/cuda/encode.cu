@@ -1,6 +1,6 @@
 // encode on CUDA: one thread per vector, one pass: norm → normalise → rotate → quantize → pack (+ the
-// QJL sketch). Two kernels: EncodeRowsKernel for the fast shapes (everything compile-time, warp-owned
-// row tiles, a table lookup for the codebook index) and EncodeKernel for every other shape and QJL
+// QJL sketch). Two kernels: EncodeRowsKernel for the fast shapes (everything compile-time, persistent
+// warps over 32-row tiles, a table lookup for the codebook index) and EncodeKernel for every other shape and QJL
 // (run-time sizes, block-wide staging through shared memory).
 #include "warp_rows.cuh"
 
@@ -31,9 +31,10 @@ struct EncodeArgs {
 // Codebook index by table lookup: kCells cells over [-kSpan, kSpan] (a normalised rotated coordinate
 // lies in [-1, 1]). Each cell widened by half a cell on either side holds at most one boundary, so
 // the index of y (boundaries strictly below y) is base + (boundary < y): one shared-memory load and a
-// compare instead of a bits-step search. Rounding in the cell arithmetic moves y at most ~1e-5 cells,
-// well inside the half-cell margin. `ok` is 0 when a widened cell would hold two boundaries (a
-// codebook finer than the cells); the kernel then searches instead.
+// compare instead of a bits-step search. The cell comes from one FMA that rounds y's position to an
+// integer in the low mantissa bits (adding 1.5·2^23); rounding to nearest instead of down, and the
+// FMA's own rounding, move it by at most half a cell, inside the widening. `ok` is 0 when a widened
+// cell would hold two boundaries (a codebook finer than the cells); the kernel then searches instead.
 constexpr int kCells = 256;
 constexpr float kSpan = 1.0625f;
 struct __align__(8) QuantCell {
@@ -58,25 +59,26 @@ __global__ void PrepareQuantTableKernel(const float* bnd, int count, QuantTable*
     else if (bnd[i] <= hi) ++inside, b = bnd[i];
   }
   table->cell[c] = QuantCell{b, base};
-  if (__syncthreads_or(inside > 1) == 0 && c == 0) table->ok = 1;
-  else if (c == 0) table->ok = 0;
+  const int crowded = __syncthreads_or(inside > 1);
+  if (c == 0) table->ok = !crowded;
 }
 
 __device__ __forceinline__ unsigned int TableIndex(float y, const QuantCell* cells) {
-  // NaN converts to 0 and anything out of range is clamped: never an out-of-bounds read.
-  const int f = __float2int_rd(fmaf(y, kCells / (2.0f * kSpan), kCells / 2));
-  const float2 q = reinterpret_cast<const float2*>(cells)[min(unsigned(f), unsigned(kCells - 1))];  // one 8-byte load
+  // Cell of y, rounded to nearest: (y + kSpan) / w − ½ as the low mantissa bits of a float in
+  // [2^23, 2^24); the mask keeps any input (NaN, garbage) inside the table.
+  constexpr float kScale = kCells / (2.0f * kSpan), kMagic = 12582912.0f;  // 1.5 · 2^23
+  const unsigned cell = unsigned(__float_as_int(fmaf(y, kScale, kCells / 2 - 0.5f + kMagic))) & (kCells - 1);
+  const float2 q = reinterpret_cast<const float2*>(cells)[cell];  // one 8-byte load
   return unsigned(__float_as_int(q.y)) + (q.x < y ? 1u : 0u);
 }
 
-// Fast shapes (rotated width N = dim, BITS ≤ 4, no QJL) from input dtype E: each warp encodes 32 rows
-// (warp_rows.cuh); a lane's vector, indices and packed words stay in registers, and its codes
-// overwrite its own consumed input row before the warp stores them.
+// Fast shapes (rotated width N = dim, BITS ≤ 4, no QJL) from input dtype E: a warp per 32-row tile
+// (warp_rows.cuh). A lane's vector, indices and packed words stay in registers; the normalisation
+// rides on the rotation's Walsh–Hadamard scaling.
 template <int KIND, int N, int BITS, typename E>
 __global__ void __launch_bounds__(kFastWarps * kWarpRows, 3) EncodeRowsKernel(EncodeArgs a) {
-  constexpr int kIn = N * int(sizeof(typename E::S)) / 16, kOut = N * BITS / 128, kStride = ChunkStride(kIn);
-  constexpr int kWords = N * BITS / 32;
-  extern __shared__ uint4 tiles[];
+  constexpr int kIn = N * int(sizeof(typename E::S)) / 16, kStride = ChunkStride(kIn), kWords = N * BITS / 32;
+  extern __shared__ uint4 slices[];
   __shared__ QuantCell cells[kCells];
   __shared__ float bnd[(1 << BITS) - 1];
   __shared__ int ok;
@@ -86,23 +88,16 @@ __global__ void __launch_bounds__(kFastWarps * kWarpRows, 3) EncodeRowsKernel(En
   __syncthreads();
 
   const int lane = threadIdx.x % 32;
-  const long long row0 = ((long long)blockIdx.x * kFastWarps + threadIdx.x / 32) * kWarpRows;
-  if (row0 >= a.rows) return;
-  const int valid = int(min((long long)kWarpRows, a.rows - row0));
-  uint4* slice = tiles + threadIdx.x / 32 * kWarpRows * kStride;
-  WarpLoadRows<kIn, kStride>(reinterpret_cast<const uint4*>(static_cast<const typename E::S*>(a.x) + row0 * N), valid,
-                             slice);
-  if (lane < valid) {
+  uint4* slice = slices + threadIdx.x / 32 * kWarpRows * kStride;
+  WithWarpTile<kIn>(static_cast<const uint4*>(a.x), a.rows, slice, [&](long long tile, int valid) {
+    if (lane >= valid) return;
     float v[N];
     RowToFloats<E>(slice + lane * kStride, v);
-    float norm = 0.0f;
+    float part[4] = {};  // four partial sums: a shorter dependency chain
 #pragma unroll
-    for (int c = 0; c < N; ++c) norm += v[c] * v[c];
-    norm = sqrtf(norm);
-    const float inv = 1.0f / (norm > 0.0f ? norm : 1.0f);  // as the generic kernel
-#pragma unroll
-    for (int c = 0; c < N; ++c) v[c] *= inv;
-    rj_rotate(KIND, v, N, 1, c_params, 0);
+    for (int c = 0; c < N; ++c) part[c % 4] += v[c] * v[c];
+    const float norm = sqrtf((part[0] + part[1]) + (part[2] + part[3]));
+    rj_rotate_scaled(KIND, v, N, 1, c_params, 0, 1.0f / (norm > 0.0f ? norm : 1.0f));
     unsigned int words[kWords] = {};
     if (ok) {
 #pragma unroll
@@ -111,16 +106,15 @@ __global__ void __launch_bounds__(kFastWarps * kWarpRows, 3) EncodeRowsKernel(En
 #pragma unroll
       for (int c = 0; c < N; ++c) rj_word_put(words, c, BITS, unsigned(rj_codebook_index(v[c], bnd, BITS)));
     }
-    WordsToRow(words, slice + lane * kStride);
-    a.norms[row0 + lane] = norm;
-  }
-  WarpStoreRows<kOut, kStride>(slice, valid, reinterpret_cast<uint4*>(a.codes + row0 * (N * BITS / 8)));
+    const long long row = tile * kWarpRows + lane;
+    StoreWords(words, reinterpret_cast<uint4*>(a.codes) + row * (kWords / 4));
+    a.norms[row] = norm;
+  });
 }
 
 template <int KIND, int N, int BITS, typename E>
 ffi::Error LaunchEncodeRowsAs(cudaStream_t stream, const EncodeArgs& a) {
-  return Launch(EncodeRowsKernel<KIND, N, BITS, E>, FastGrid(a.rows), kFastWarps * kWarpRows,
-                FastSmem(N * int(sizeof(typename E::S)) / 16), stream, a, "encode");
+  return LaunchFast(EncodeRowsKernel<KIND, N, BITS, E>, a.rows, N * int(sizeof(typename E::S)) / 16, stream, a, "encode");
 }
 
 template <int KIND, int N, int BITS>

@@ -1,9 +1,11 @@
 // Row tiles owned by one warp, for the fast encode / decode paths: 32 consecutive rows whose byte
-// length is a whole number of 16-byte chunks. A warp stages its rows through its own slice of shared
-// memory with coalesced 16-byte accesses, then each lane works on one row in registers. Warps never
-// wait for one another, so the loads of some warps overlap the arithmetic of others (the block-wide
-// staging of the generic kernels serialises load, compute and store in every block).
+// length is a whole number of 16-byte chunks. A warp copies its tile into its own slice of shared
+// memory (cp.async, coalesced 16-byte chunks), then each lane works on one row in registers and writes
+// its results straight to global memory. Warps never wait for one another, so the loads of some warps
+// overlap the arithmetic of others.
 #pragma once
+
+#include <utility>
 
 #include "cuda_common.cuh"
 
@@ -19,37 +21,63 @@ constexpr int kFastWarps = 4;  // warps per block of the fast kernels
 // and the 8 lanes of each quarter-warp of a 16-byte access hit distinct banks.
 __host__ __device__ constexpr int ChunkStride(int chunks) { return chunks | 1; }
 
-// Copies `valid` rows of kChunks chunks each from src (16-byte aligned) into the slice, rows kStride
-// chunks apart. All of a lane's loads are issued before its first shared store, so a warp has its
-// whole tile in flight at once; streaming loads (.cs), since every byte is read once.
+// Starts copying `valid` rows of kChunks chunks each from src (16-byte aligned) into the slice, rows
+// kStride chunks apart; WarpWaitRows completes the copy for the whole warp. Chunk e = 32 j + lane is
+// chunk e % kChunks of row e / kChunks. When kChunks divides 32 that is row j·32/kChunks + lane/kChunks,
+// so each copy is one shared and one global base per lane plus immediate offsets.
+template <int kSharedOffset, int kGlobalOffset>
+__device__ __forceinline__ void CopyChunkAsync(unsigned shared, const uint4* global) {
+  asm volatile("cp.async.cg.shared.global [%0+%2], [%1+%3], 16;\n" ::"r"(shared), "l"(global), "n"(kSharedOffset),
+               "n"(kGlobalOffset)
+               : "memory");
+}
+
+template <int kChunks, int kStride, int... J>
+__device__ __forceinline__ void CopyChunksAsync(unsigned shared, const uint4* global, int lane, int limit,
+                                                std::integer_sequence<int, J...>) {
+  ((J * 32 + lane < limit ? CopyChunkAsync<16 * J * (32 / kChunks) * kStride, 16 * 32 * J>(shared, global) : void()), ...);
+}
+
 template <int kChunks, int kStride>
-__device__ __forceinline__ void WarpLoadRows(const uint4* src, int valid, uint4* slice) {
+__device__ __forceinline__ void WarpCopyRowsAsync(const uint4* src, int valid, uint4* slice) {
   const int lane = threadIdx.x % 32;
-  uint4 buf[kChunks];
+  if constexpr (32 % kChunks == 0) {
+    CopyChunksAsync<kChunks, kStride>(unsigned(__cvta_generic_to_shared(slice + lane / kChunks * kStride + lane % kChunks)),
+                                      src + lane, lane, valid * kChunks, std::make_integer_sequence<int, kChunks>());
+  } else {
 #pragma unroll
-  for (int j = 0; j < kChunks; ++j)
-    if (j * 32 + lane < valid * kChunks) buf[j] = __ldcs(src + j * 32 + lane);
-#pragma unroll
-  for (int j = 0; j < kChunks; ++j) {
-    const int e = j * 32 + lane;
-    if (e < valid * kChunks) slice[e / kChunks * kStride + e % kChunks] = buf[j];
+    for (int j = 0; j < kChunks; ++j) {
+      const int e = j * 32 + lane;
+      if (e < valid * kChunks)
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(unsigned(__cvta_generic_to_shared(
+                         slice + e / kChunks * kStride + e % kChunks))),
+                     "l"(src + e)
+                     : "memory");
+    }
   }
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
+
+__device__ __forceinline__ void WarpWaitRows() {
+  asm volatile("cp.async.wait_all;\n" ::: "memory");
   __syncwarp();
 }
 
-// The reverse: the first kChunks chunks of `valid` slice rows → dst (16-byte aligned), coalesced.
-template <int kChunks, int kStride>
-__device__ __forceinline__ void WarpStoreRows(const uint4* slice, int valid, uint4* dst) {
-  const int lane = threadIdx.x % 32;
-  __syncwarp();
-#pragma unroll
-  for (int j = 0; j < kChunks; ++j) {
-    const int e = j * 32 + lane;
-    if (e < valid * kChunks) __stcs(dst + e, slice[e / kChunks * kStride + e % kChunks]);
-  }
+// The tile of the calling warp (32 rows of kChunks chunks each from src, one tile per warp of the
+// grid): copies its rows into the warp's slice, then fn(tile, valid rows). (A persistent loop that
+// prefetched the next tile while computing this one needs the whole vector in registers while the
+// copy is issued; at the 168 registers of 3 blocks per SM ptxas then spilled ~450 bytes per lane.)
+template <int kChunks, typename Fn>
+__device__ __forceinline__ void WithWarpTile(const uint4* src, long long rows, uint4* slice, Fn&& fn) {
+  const long long t = (long long)blockIdx.x * kFastWarps + threadIdx.x / 32;
+  if (t * kWarpRows >= rows) return;
+  const int valid = int(min((long long)kWarpRows, rows - t * kWarpRows));
+  WarpCopyRowsAsync<kChunks, ChunkStride(kChunks)>(src + t * kWarpRows * kChunks, valid, slice);
+  WarpWaitRows();
+  fn(t, valid);
 }
 
-// A staged row of N elements of dtype E → float32 registers, and back.
+// A staged row of N elements of dtype E → float32 registers; float32 registers → a global row of E.
 template <typename E, int N>
 __device__ __forceinline__ void RowToFloats(const uint4* row, float (&v)[N]) {
   using S = typename E::S;
@@ -65,7 +93,7 @@ __device__ __forceinline__ void RowToFloats(const uint4* row, float (&v)[N]) {
 }
 
 template <typename E, int N>
-__device__ __forceinline__ void FloatsToRow(const float (&v)[N], uint4* row) {
+__device__ __forceinline__ void StoreFloats(const float (&v)[N], uint4* dst) {
   using S = typename E::S;
   constexpr int kPer = 16 / sizeof(S);
 #pragma unroll
@@ -75,16 +103,16 @@ __device__ __forceinline__ void FloatsToRow(const float (&v)[N], uint4* row) {
     for (int j = 0; j < kPer; ++j) vals[j] = E::Store(v[c * kPer + j]);
     uint4 w;
     memcpy(&w, vals, 16);
-    row[c] = w;
+    __stcs(dst + c, w);  // streaming: written once, never read back by this kernel
   }
 }
 
-// Packed words (rj_word_put / rj_word_get) of a row ↔ its staged chunks.
+// Packed words (rj_word_put / rj_word_get) ↔ a row of 16-byte chunks.
 template <int W>
-__device__ __forceinline__ void WordsToRow(const unsigned int (&w)[W], uint4* row) {
+__device__ __forceinline__ void StoreWords(const unsigned int (&w)[W], uint4* dst) {
   static_assert(W % 4 == 0, "code rows must be whole 16-byte chunks");
 #pragma unroll
-  for (int c = 0; c < W / 4; ++c) row[c] = make_uint4(w[4 * c], w[4 * c + 1], w[4 * c + 2], w[4 * c + 3]);
+  for (int c = 0; c < W / 4; ++c) __stcs(dst + c, make_uint4(w[4 * c], w[4 * c + 1], w[4 * c + 2], w[4 * c + 3]));
 }
 
 template <int W>
@@ -97,15 +125,18 @@ __device__ __forceinline__ void RowToWords(const uint4* row, unsigned int (&w)[W
   }
 }
 
-// Whether the fast kernels may take these buffers: every row a whole number of 16-byte chunks and
-// every pointer 16-byte aligned (XLA's buffers are; a sub-buffer need not be).
+// Whether the fast kernels may take these buffers: every pointer 16-byte aligned (XLA's buffers are; a
+// sub-buffer need not be).
 inline bool Aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
 
-// Grid and shared memory of a fast kernel over `rows` rows whose widest staged form is `chunks`.
-inline dim3 FastGrid(long long rows) {
-  return dim3(unsigned((rows + kFastWarps * kWarpRows - 1) / (kFastWarps * kWarpRows)));
-}
 inline size_t FastSmem(int chunks) { return size_t(kFastWarps) * kWarpRows * ChunkStride(chunks) * 16; }
+
+// Launches a fast kernel: a warp per 32-row tile.
+template <typename Kernel, typename Args>
+ffi::Error LaunchFast(Kernel kernel, long long rows, int chunks, cudaStream_t stream, const Args& args, const char* what) {
+  const long long blocks = (rows + kFastWarps * kWarpRows - 1) / (kFastWarps * kWarpRows);
+  return Launch(kernel, dim3(unsigned(blocks)), kFastWarps * kWarpRows, FastSmem(chunks), stream, args, what);
+}
 
 }  // namespace
 }  // namespace cuda

@@ -237,10 +237,10 @@ RJ_FN void rj_block_rotation(RJ_THREAD float* v, int lanes, RJ_PARAM float* mats
   for (int g = 0; g < num_blocks; ++g) rj_block_apply(v + g * k * lanes, lanes, mats + g * k * k, k, inverse);
 }
 
-/* Normalised Walsh–Hadamard transform in place over p = 2^j coordinates, Sylvester order:
+/* Normalised Walsh–Hadamard transform in place over p = 2^j coordinates, times `scale`, Sylvester order:
  * y_i = p^{-1/2} Σ_j (-1)^{popcount(i & j)} x_j. Butterfly at stride h pairs (i, i + h) within each
  * block of 2h: (a, b) → (a + b, a − b). Orthogonal and its own inverse. */
-RJ_FN void rj_fwht(RJ_THREAD float* v, int p, int lanes) {
+RJ_FN void rj_fwht_scaled(RJ_THREAD float* v, int p, int lanes, float scale) {
   RJ_UNROLL
   for (int h = 1; h < p; h <<= 1) {
     /* The same butterflies, scheduled per compiler. */
@@ -267,20 +267,23 @@ RJ_FN void rj_fwht(RJ_THREAD float* v, int p, int lanes) {
         }
       }
   }
-  const float s = rj_inv_sqrt_pow2(p);
+  const float s = rj_inv_sqrt_pow2(p) * scale;
   RJ_UNROLL
   for (int i = 0; i < p * lanes; ++i) v[i] *= s;
 }
 
-/* The "hadamard" rotation on n = next_pow2(dim) coordinates: forward y = H (s ⊙ x); inverse
- * x = s ⊙ (H y). */
-RJ_FN void rj_hadamard_rotation(RJ_THREAD float* v, int n, int lanes, RJ_PARAM float* signs, int inverse) {
+/* The plain normalised transform (scale 1: the same multiply by p^{-1/2}). */
+RJ_FN void rj_fwht(RJ_THREAD float* v, int p, int lanes) { rj_fwht_scaled(v, p, lanes, 1.0f); }
+
+/* The "hadamard" rotation on n = next_pow2(dim) coordinates, times `scale`: forward y = H (s ⊙ x);
+ * inverse x = s ⊙ (H y). */
+RJ_FN void rj_hadamard_rotation(RJ_THREAD float* v, int n, int lanes, RJ_PARAM float* signs, int inverse, float scale) {
   if (!inverse)
     RJ_UNROLL
     for (int c = 0; c < n; ++c)
       RJ_UNROLL
       for (int l = 0; l < lanes; ++l) v[c * lanes + l] *= signs[c];
-  rj_fwht(v, n, lanes);
+  rj_fwht_scaled(v, n, lanes, scale);
   if (inverse)
     RJ_UNROLL
     for (int c = 0; c < n; ++c)
@@ -357,38 +360,51 @@ RJ_FN void rj_rotor_stage(RJ_THREAD float* v, int n, int lanes, RJ_PARAM float* 
   }
 }
 
-/* The whole rotor-mix rotation in place. mats: (windows + 1) stages × ⌈n/3⌉ matrices, stage-major.
+/* The whole rotor-mix rotation in place, times `scale` (folded into the last Walsh–Hadamard
+ * transform's normalisation). mats: (windows + 1) stages × ⌈n/3⌉ matrices, stage-major.
  * Forward: R_0, then for each window s: H(window s), R_{s+1}. Inverse: the exact reverse order with
  * transposed blocks (H is its own inverse). */
-RJ_FN void rj_rotor_mix(RJ_THREAD float* v, int n, int lanes, RJ_PARAM float* mats, int inverse) {
+RJ_FN void rj_rotor_mix(RJ_THREAD float* v, int n, int lanes, RJ_PARAM float* mats, int inverse, float scale) {
   const int windows = rj_rotor_mix_windows(n), p = rj_largest_pow2(n), stage = 9 * rj_rotor_stage_blocks(n);
   if (!inverse) {
     rj_rotor_stage(v, n, lanes, mats, 0);
     RJ_UNROLL
     for (int s = 0; s < windows; ++s) {
-      rj_fwht(v + rj_rotor_mix_window_start(s, n) * lanes, p, lanes);
+      rj_fwht_scaled(v + rj_rotor_mix_window_start(s, n) * lanes, p, lanes, s == windows - 1 ? scale : 1.0f);
       rj_rotor_stage(v, n, lanes, mats + (s + 1) * stage, 0);
     }
   } else {
     RJ_UNROLL
     for (int s = windows - 1; s >= 0; --s) {
       rj_rotor_stage(v, n, lanes, mats + (s + 1) * stage, 1);
-      rj_fwht(v + rj_rotor_mix_window_start(s, n) * lanes, p, lanes);
+      rj_fwht_scaled(v + rj_rotor_mix_window_start(s, n) * lanes, p, lanes, s == 0 ? scale : 1.0f);
     }
     rj_rotor_stage(v, n, lanes, mats, 1);
   }
 }
 
-/* Any kind in place on its n = padded_dim coordinates (zero-padded beyond dim by the caller).
- * params: signs for hadamard, block matrices (rj_block_matrices) for the block kinds and rotor-mix;
- * RJ_KIND_NONE leaves v unchanged. */
-RJ_FN void rj_rotate(int kind, RJ_THREAD float* v, int n, int lanes, RJ_PARAM float* params, int inverse) {
-  if (kind == RJ_KIND_HADAMARD) rj_hadamard_rotation(v, n, lanes, params, inverse);
-  else if (kind == RJ_KIND_ROTOR_MIX) rj_rotor_mix(v, n, lanes, params, inverse);
-  else if (kind != RJ_KIND_NONE) {
-    const int k = rj_block_size(kind);
-    rj_block_rotation(v, lanes, params, n / k, k, inverse);
+/* Any kind in place on its n = padded_dim coordinates (zero-padded beyond dim by the caller), times
+ * `scale`. params: signs for hadamard, block matrices (rj_block_matrices) for the block kinds and
+ * rotor-mix; RJ_KIND_NONE leaves v unchanged but for the scale. The scale rides on the Walsh–Hadamard
+ * normalisation where there is one, so a kernel that must scale anyway (by 1/‖x‖ or by ‖x‖) saves a
+ * multiply per element; it rounds within an ulp of scaling before or after. */
+RJ_FN void rj_rotate_scaled(int kind, RJ_THREAD float* v, int n, int lanes, RJ_PARAM float* params, int inverse,
+                            float scale) {
+  if (kind == RJ_KIND_HADAMARD) rj_hadamard_rotation(v, n, lanes, params, inverse, scale);
+  else if (kind == RJ_KIND_ROTOR_MIX) rj_rotor_mix(v, n, lanes, params, inverse, scale);
+  else {
+    if (kind != RJ_KIND_NONE) {
+      const int k = rj_block_size(kind);
+      rj_block_rotation(v, lanes, params, n / k, k, inverse);
+    }
+    RJ_UNROLL
+    for (int i = 0; i < n * lanes; ++i) v[i] *= scale;
   }
+}
+
+/* rj_rotate_scaled with scale 1 (bit-identical to no scaling: x · 1 = x, and compilers drop it). */
+RJ_FN void rj_rotate(int kind, RJ_THREAD float* v, int n, int lanes, RJ_PARAM float* params, int inverse) {
+  rj_rotate_scaled(kind, v, n, lanes, params, inverse, 1.0f);
 }
 
 /* ------------------------------------------------------------------------------------------------
@@ -489,11 +505,12 @@ RJ_FN void rj_unpack(RJ_THREAD const unsigned char* bytes, int n, int lanes, int
  * two words (bits ≤ 8). With constant i and bits (unrolled loops) every shift is an immediate. */
 RJ_FN int rj_packed_words(int n, int bits) { return (n * bits + 31) / 32; }
 
-/* ORs index value q (< 2^bits) into position i of zero-initialised words. */
+/* Puts index value q (< 2^bits) into position i of zero-initialised words. */
 RJ_FN void rj_word_put(RJ_THREAD unsigned int* words, int i, int bits, unsigned int q) {
   const int t = i * bits, w = t >> 5, s = t & 31;
-  words[w] |= q << s;
-  if (s + bits > 32) words[w + 1] |= q >> (32 - s);
+  /* + equals | on disjoint bit fields, and (q << s) + w is one shift-add instruction on GPUs. */
+  words[w] += q << s;
+  if (s + bits > 32) words[w + 1] += q >> (32 - s);
 }
 
 /* Index i of packed words. */
