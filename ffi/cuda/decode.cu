@@ -23,11 +23,11 @@ struct DecodeArgs {
 };
 
 // Fast shapes (rotated width N = dim, BITS ≤ 4, no QJL) into output dtype E: a warp per 32-row tile
-// (warp_rows.cuh). A lane reads its packed row as whole words and writes its output row straight to
-// global memory; the norm rides on the inverse rotation's Walsh–Hadamard scaling.
+// (warp_rows.cuh), the slice rows wide enough for an output row. A lane reads its packed row as whole
+// words and writes its output over it; the norm rides on the inverse rotation's Walsh–Hadamard scaling.
 template <int KIND, int N, int BITS, typename E>
 __global__ void __launch_bounds__(kFastWarps * kWarpRows, 3) DecodeRowsKernel(DecodeArgs a) {
-  constexpr int kIn = N * BITS / 128, kStride = ChunkStride(kIn);
+  constexpr int kIn = N * BITS / 128, kOut = N * int(sizeof(typename E::S)) / 16, kStride = ChunkStride(kOut);
   extern __shared__ uint4 slices[];
   __shared__ float cen[1 << BITS];  // ≤ 16 floats in distinct banks: any gather is conflict-free
   for (int i = threadIdx.x; i < (1 << BITS); i += blockDim.x) cen[i] = a.centroids[i];
@@ -35,22 +35,23 @@ __global__ void __launch_bounds__(kFastWarps * kWarpRows, 3) DecodeRowsKernel(De
 
   const int lane = threadIdx.x % 32;
   uint4* slice = slices + threadIdx.x / 32 * kWarpRows * kStride;
-  WithWarpTile<kIn>(reinterpret_cast<const uint4*>(a.codes), a.rows, slice, [&](long long tile, int valid) {
-    if (lane >= valid) return;
-    const long long row = tile * kWarpRows + lane;
-    unsigned int words[N * BITS / 32];
-    RowToWords(slice + lane * kStride, words);
-    float v[N];
+  WithWarpTile<kIn, kStride>(reinterpret_cast<const uint4*>(a.codes), a.rows, slice, [&](long long tile, int valid) {
+    if (lane < valid) {
+      unsigned int words[N * BITS / 32];
+      RowToWords(slice + lane * kStride, words);
+      float v[N];
 #pragma unroll
-    for (int c = 0; c < N; ++c) v[c] = cen[rj_word_get(words, c, BITS)];
-    rj_rotate_scaled(KIND, v, N, 1, c_params, 1, a.norms[row]);
-    StoreFloats<E>(v, static_cast<uint4*>(a.out) + row * (N * int(sizeof(typename E::S)) / 16));
+      for (int c = 0; c < N; ++c) v[c] = cen[rj_word_get(words, c, BITS)];
+      rj_rotate_scaled(KIND, v, N, 1, c_params, 1, a.norms[tile * kWarpRows + lane]);
+      FloatsToRow<E>(v, slice + lane * kStride);
+    }
+    WarpStoreRows<kOut, kStride>(slice, valid, static_cast<uint4*>(a.out) + tile * kWarpRows * kOut);
   });
 }
 
 template <int KIND, int N, int BITS, typename E>
 ffi::Error LaunchDecodeRowsAs(cudaStream_t stream, const DecodeArgs& a) {
-  return LaunchFast(DecodeRowsKernel<KIND, N, BITS, E>, a.rows, N * BITS / 128, stream, a, "decode");
+  return LaunchFast(DecodeRowsKernel<KIND, N, BITS, E>, a.rows, N * int(sizeof(typename E::S)) / 16, stream, a, "decode");
 }
 
 template <int KIND, int N, int BITS>

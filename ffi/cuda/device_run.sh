@@ -8,6 +8,7 @@ cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/rotorjax_out}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false
+export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1  # the machines' rule: no NVLink multicast
 stages=${*:-build bench tests sanitize profile}
 start=$(date +%s)
 step() {  # step NAME SECONDS CMD...: run with a limit, full log under $OUT, tail here
@@ -34,6 +35,7 @@ for s in $stages; do
           --kernel-name kns=rotorjax python3 ffi/cuda/sanitize.py &
       done
       wait ;;
+    sharded) step sharded 150 python3 benchmarks/cuda_sharded.py ;;  # needs 2+ GPUs (kind nvidia-h200-x2)
     profile) step profile 60 ncu --clock-control none --section SpeedOfLight --section LaunchStats --section Occupancy \
         --kernel-name regex:'(Encode|Decode|Scores|Attention)(Rows)?Kernel' --launch-count 4 python3 benchmarks/cuda_profile.py ;;
     *) echo "unknown stage $s" ;;

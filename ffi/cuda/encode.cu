@@ -72,9 +72,32 @@ __device__ __forceinline__ unsigned int TableIndex(float y, const QuantCell* cel
   return unsigned(__float_as_int(q.y)) + (q.x < y ? 1u : 0u);
 }
 
+// One lane's row: the staged input at `row` → its packed codes over the same place, and its norm.
+// The vector, indices and packed words stay in registers; the normalisation rides on the rotation's
+// Walsh–Hadamard scaling.
+template <int KIND, int N, int BITS, typename E>
+__device__ __forceinline__ void EncodeRow(uint4* row, const QuantCell* cells, const float* bnd, bool table, float* norm_out) {
+  float v[N];
+  RowToFloats<E>(row, v);
+  float part[4] = {};  // four partial sums: a shorter dependency chain
+#pragma unroll
+  for (int c = 0; c < N; ++c) part[c % 4] += v[c] * v[c];
+  const float norm = sqrtf((part[0] + part[1]) + (part[2] + part[3]));
+  rj_rotate_scaled(KIND, v, N, 1, c_params, 0, 1.0f / (norm > 0.0f ? norm : 1.0f));
+  unsigned int words[N * BITS / 32] = {};
+  if (table) {
+#pragma unroll
+    for (int c = 0; c < N; ++c) rj_word_put(words, c, BITS, TableIndex(v[c], cells));
+  } else {
+#pragma unroll
+    for (int c = 0; c < N; ++c) rj_word_put(words, c, BITS, unsigned(rj_codebook_index(v[c], bnd, BITS)));
+  }
+  WordsToRow(words, row);
+  *norm_out = norm;
+}
+
 // Fast shapes (rotated width N = dim, BITS ≤ 4, no QJL) from input dtype E: a warp per 32-row tile
-// (warp_rows.cuh). A lane's vector, indices and packed words stay in registers; the normalisation
-// rides on the rotation's Walsh–Hadamard scaling.
+// (warp_rows.cuh).
 template <int KIND, int N, int BITS, typename E>
 __global__ void __launch_bounds__(kFastWarps * kWarpRows, 3) EncodeRowsKernel(EncodeArgs a) {
   constexpr int kIn = N * int(sizeof(typename E::S)) / 16, kStride = ChunkStride(kIn), kWords = N * BITS / 32;
@@ -90,25 +113,10 @@ __global__ void __launch_bounds__(kFastWarps * kWarpRows, 3) EncodeRowsKernel(En
   const int lane = threadIdx.x % 32;
   uint4* slice = slices + threadIdx.x / 32 * kWarpRows * kStride;
   WithWarpTile<kIn>(static_cast<const uint4*>(a.x), a.rows, slice, [&](long long tile, int valid) {
-    if (lane >= valid) return;
-    float v[N];
-    RowToFloats<E>(slice + lane * kStride, v);
-    float part[4] = {};  // four partial sums: a shorter dependency chain
-#pragma unroll
-    for (int c = 0; c < N; ++c) part[c % 4] += v[c] * v[c];
-    const float norm = sqrtf((part[0] + part[1]) + (part[2] + part[3]));
-    rj_rotate_scaled(KIND, v, N, 1, c_params, 0, 1.0f / (norm > 0.0f ? norm : 1.0f));
-    unsigned int words[kWords] = {};
-    if (ok) {
-#pragma unroll
-      for (int c = 0; c < N; ++c) rj_word_put(words, c, BITS, TableIndex(v[c], cells));
-    } else {
-#pragma unroll
-      for (int c = 0; c < N; ++c) rj_word_put(words, c, BITS, unsigned(rj_codebook_index(v[c], bnd, BITS)));
+    if (lane < valid) {
+      EncodeRow<KIND, N, BITS, E>(slice + lane * kStride, cells, bnd, ok, a.norms + tile * kWarpRows + lane);
     }
-    const long long row = tile * kWarpRows + lane;
-    StoreWords(words, reinterpret_cast<uint4*>(a.codes) + row * (kWords / 4));
-    a.norms[row] = norm;
+    WarpStoreRows<kWords / 4, kStride>(slice, valid, reinterpret_cast<uint4*>(a.codes) + tile * kWarpRows * (kWords / 4));
   });
 }
 
