@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 
 from rotorjax import metrics, rotations
-from rotorjax.quantizer import TurboQuant
+from rotorjax.quantizer import TurboQuant, lookup
 
 CALIBRATABLE = ("rotor", "rotor-mix", "planar", "iso")
 
@@ -44,7 +44,7 @@ def distortion(rotation: rotations.Rotation, units: jax.Array, quantizer: TurboQ
     """``L(Π) = mean ‖u − Πᵀ c[idx(Π u)]‖²`` over unit rows ``units (N, dim)``, with ``quantizer``'s
     codebook (its own rotation is ignored); differentiable in ``rotation`` (see the module docstring)."""
     idx = quantizer.quantize(rotation.apply(units))
-    return jnp.mean(jnp.sum((units - rotation.inverse(quantizer.centroids[idx])) ** 2, axis=-1))
+    return jnp.mean(jnp.sum((units - rotation.inverse(lookup(quantizer.centroids, idx))) ** 2, axis=-1))
 
 
 def calibrate(rotation: rotations.Rotation, samples: jax.Array, steps: int = 300, bits: int = 4,

@@ -28,6 +28,12 @@ from rotorjax import _ffi, codebooks, ops, packing, rotations
 NORM_DTYPES = (jnp.float32, jnp.bfloat16, jnp.float16)
 
 
+def lookup(table: jax.Array, idx: jax.Array) -> jax.Array:
+    """``table[idx]`` for a small replicated table, sharded as ``idx`` is: under a mesh with explicit
+    axes (``jax.make_mesh``'s default) a gather must be told its output sharding, or it fails to trace."""
+    return table.at[idx].get(out_sharding=jax.typeof(idx).sharding)
+
+
 @jax.tree_util.register_pytree_node_class
 class Codes:
     """Encoded vectors. Every leaf has the vectors' batch shape as its leading dimensions.
@@ -184,7 +190,7 @@ class TurboQuant:
         idx = self.quantize(y)
         codes = Codes(packing.pack(idx, self.mse_bits), norm.astype(self.norm_dtype), dtype=x.dtype)
         if self.qjl:
-            r = y - self.centroids[idx]
+            r = y - lookup(self.centroids, idx)
             codes.qjl_bits = packing.pack((r @ self.qjl_matrix.T >= 0).astype(jnp.int32), 1)
             codes.residual_norms = jnp.linalg.norm(r, axis=-1).astype(self.norm_dtype)
         return codes
@@ -221,7 +227,7 @@ class TurboQuant:
 
     def _centroid_values(self, codes: Codes) -> jax.Array:
         """``c[idx]`` ``(..., padded_dim)``."""
-        return self.centroids[packing.unpack(codes.indices, self.mse_bits, self.padded_dim)]
+        return lookup(self.centroids, packing.unpack(codes.indices, self.mse_bits, self.padded_dim))
 
     def _qjl_signs(self, codes: Codes) -> jax.Array:
         """``z ∈ {±1}^m`` ``(..., m)``."""

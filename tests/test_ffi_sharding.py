@@ -43,6 +43,13 @@ SCRIPT = textwrap.dedent(
         np.testing.assert_allclose(np.asarray(out), np.asarray(ref.decode(jax.device_get(codes))), rtol=0, atol=1e-5)
         s = check(lambda t, q, c: t.scores(q, c), ffi, q, codes, spec=P(None, "tokens"))
         np.testing.assert_allclose(np.asarray(s), np.asarray(ref.scores(q, jax.device_get(codes))), rtol=0, atol=1e-4)
+    # backend="auto" traces the pure-JAX branch too (lax.platform_dependent), and "jax" is that branch:
+    # their centroid gathers must trace under make_mesh's explicit axes.
+    for backend in ("auto", "jax"):
+        t = TurboQuant(96, 4, "rotor-mix", qjl=True, backend=backend)
+        codes = check(lambda t, x: t.encode(x), t, x, spec=P("tokens"))
+        check(lambda t, c: t.decode(c), t, codes, spec=P("tokens"))
+        check(lambda t, q, c: t.scores(q, c), t, q, codes, spec=P(None, "tokens"))
     rot = rotations.make("rotor", 96, jax.random.key(2))
     y = check(lambda r, x: ops.rotate(r, x, "ffi"), rot, x, spec=P("tokens"))
     np.testing.assert_allclose(np.asarray(y), np.asarray(rot.apply(x_local)), rtol=0, atol=1e-5)

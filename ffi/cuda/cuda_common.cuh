@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -205,9 +206,26 @@ inline ffi::Error SetRotation(cudaStream_t stream, const RotationShape& rot, con
 // Device scratch for one call from CUDA's stream-ordered allocator: allocated and freed on the call's
 // stream, so it lives exactly as long as the kernels queued in between. (XLA's FFI ScratchAllocator
 // refused even 3 KB on jax 0.11.2 / H200: "could not allocate 3096 bytes of scratch".)
+//
+// The device's default pool would hand freed memory back to the driver at every synchronisation
+// (release threshold 0), so each call's allocation would map memory afresh; keeping up to 256 MiB
+// pooled makes it a sub-allocation. Set once per device, process-wide (XLA's own allocator does not
+// use this pool).
+inline void KeepPoolMemory(cudaStream_t stream) {
+  static std::once_flag done[64];
+  int device = 0;
+  if (cudaStreamGetDevice(stream, &device) != cudaSuccess || device < 0 || device >= 64) return;
+  std::call_once(done[device], [device] {
+    cudaMemPool_t pool;
+    if (cudaDeviceGetDefaultMemPool(&pool, device) != cudaSuccess) return;
+    uint64_t threshold = uint64_t(256) << 20;
+    cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &threshold);
+  });
+}
+
 class StreamScratch {
  public:
-  explicit StreamScratch(cudaStream_t stream) : stream_(stream) {}
+  explicit StreamScratch(cudaStream_t stream) : stream_(stream) { KeepPoolMemory(stream); }
   StreamScratch(const StreamScratch&) = delete;
   StreamScratch& operator=(const StreamScratch&) = delete;
   ~StreamScratch() {

@@ -37,7 +37,7 @@ for s in $stages; do
       wait ;;
     sharded) step sharded 150 python3 benchmarks/cuda_sharded.py ;;  # needs 2+ GPUs (kind nvidia-h200-x2)
     profile) step profile 60 ncu --clock-control none --section SpeedOfLight --section LaunchStats --section Occupancy \
-        --kernel-name regex:'(Encode|Decode|Scores|Attention)(Rows)?Kernel' --launch-count 4 python3 benchmarks/cuda_profile.py ;;
+        --kernel-name regex:'(Encode|Decode|Scores|Attention)(Rows)?Kernel' --launch-count 5 python3 benchmarks/cuda_profile.py ;;
     *) echo "unknown stage $s" ;;
   esac
 done
