@@ -35,6 +35,7 @@ for s in $stages; do
           --kernel-name kns=rotorjax python3 ffi/cuda/sanitize.py &
       done
       wait ;;
+    trace) step trace 120 python3 benchmarks/cuda_trace.py ;;  # GPU timeline of one call per op
     sharded) step sharded 150 python3 benchmarks/cuda_sharded.py ;;  # needs 2+ GPUs (kind nvidia-h200-x2)
     profile) step profile 60 ncu --clock-control none --section SpeedOfLight --section LaunchStats --section Occupancy \
         --kernel-name regex:'(Encode|Decode|Scores|Attention)(Rows)?Kernel' --launch-count 5 python3 benchmarks/cuda_profile.py ;;
