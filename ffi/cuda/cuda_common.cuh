@@ -8,10 +8,13 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <cstdint>
 #include <cstring>
+#include <map>
 #include <mutex>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "common.h"  // ffi/src: Invalid, Flatten, CheckBits, CheckCodes, ParseQjlCodes (shape checks only)
@@ -193,13 +196,35 @@ inline size_t RotationScratchBytes(const RotationShape& rot) {
 
 // Prepares `raw` into this module's c_params on the stream: every launch after it on the stream sees
 // them, until the next SetRotation. scratch: RotationScratchBytes(rot) of device memory.
+// The device address of this module's c_params on the current device, looked up once per device:
+// cudaMemcpyToSymbolAsync resolves the symbol on every call (the H200 timeline showed ~20 µs between
+// the preparing kernel and the copy).
+inline ffi::Error ParamsAddress(float** out) {
+  static std::atomic<float*> address[64];
+  int device = 0;
+  if (ffi::Error err = CudaError(cudaGetDevice(&device), "finding the device"); err.failure()) return err;
+  if (device < 0 || device >= 64) return ffi::Error::Internal("rotorjax CUDA: device index out of range");
+  float* p = address[device].load();
+  if (!p) {
+    void* found = nullptr;
+    if (ffi::Error err = CudaError(cudaGetSymbolAddress(&found, c_params), "finding the rotation buffer"); err.failure())
+      return err;
+    p = static_cast<float*>(found);
+    address[device].store(p);
+  }
+  *out = p;
+  return ffi::Error::Success();
+}
+
 inline ffi::Error SetRotation(cudaStream_t stream, const RotationShape& rot, const float* raw, float* scratch) {
   if (rot.kind == RJ_KIND_NONE) return ffi::Error::Success();
+  float* params = nullptr;
+  if (ffi::Error err = ParamsAddress(&params); err.failure()) return err;
   const int items = rot.kind == RJ_KIND_HADAMARD ? rot.n : rj_num_blocks(rot.kind, rot.dim);
   PrepareRotationKernel<<<(items + 127) / 128, 128, 0, stream>>>(rot.kind, items, raw, scratch);
   if (ffi::Error err = LaunchError("preparing the rotation"); err.failure()) return err;
-  return CudaError(cudaMemcpyToSymbolAsync(c_params, scratch, size_t(PreparedCount(rot)) * sizeof(float), 0,
-                                           cudaMemcpyDeviceToDevice, stream),
+  return CudaError(cudaMemcpyAsync(params, scratch, size_t(PreparedCount(rot)) * sizeof(float), cudaMemcpyDeviceToDevice,
+                                   stream),
                    "copying the rotation to constant memory");
 }
 
@@ -272,8 +297,18 @@ ffi::Error Launch(Kernel kernel, dim3 grid, int threads, size_t smem, cudaStream
 // persistent grids and split choices; raises the kernel's dynamic shared-memory limit to smem first.
 template <typename Kernel>
 ffi::Error ResidentBlocks(Kernel kernel, int threads, size_t smem, const char* what, long long* out) {
+  // The occupancy query is slow enough to show on the timeline of a 0.5 ms call: remember answers
+  // per (kernel, device, threads, smem).
+  using Key = std::tuple<const void*, int, int, size_t>;
+  static std::mutex mutex;
+  static std::map<Key, long long> known;
   int device = 0, sms = 0, per_sm = 0;
   if (ffi::Error err = CudaError(cudaGetDevice(&device), what); err.failure()) return err;
+  const Key key{reinterpret_cast<const void*>(kernel), device, threads, smem};
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    if (auto it = known.find(key); it != known.end()) return *out = it->second, ffi::Error::Success();
+  }
   if (ffi::Error err = CudaError(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device), what); err.failure())
     return err;
   if (ffi::Error err = CudaError(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)), what);
@@ -283,6 +318,8 @@ ffi::Error ResidentBlocks(Kernel kernel, int threads, size_t smem, const char* w
       err.failure())
     return err;
   *out = (long long)sms * per_sm > 0 ? (long long)sms * per_sm : 1;
+  std::lock_guard<std::mutex> lock(mutex);
+  known[key] = *out;
   return ffi::Error::Success();
 }
 
