@@ -137,7 +137,9 @@ class KVCache(nnx.Module):
 class QuantSpec:
     """How one layer's cache is compressed.
 
-    ``k_bits``/``v_bits`` and ``k_rotation``/``v_rotation`` configure two independent ``TurboQuant``s.
+    ``k_bits``/``v_bits`` and ``k_rotation``/``v_rotation`` configure two independent ``TurboQuant``s; a
+    rotation is a kind (a fresh random one per layer) or a ``rotations.Rotation`` of the head dim, e.g.
+    one fitted to the layer's keys by ``rotorjax.calibrate.calibrate``.
     The first ``sinks`` positions and, for each query, the ``recent`` positions up to and including its
     own stay in full precision. ``center_keys`` subtracts the per-head, per-channel mean ``μ`` of the first
     chunk's keys (positions ≥ ``sinks``) before encoding; see ``TurboQuantKVCache``. ``backend`` is
@@ -146,8 +148,8 @@ class QuantSpec:
 
     k_bits: int = 4
     v_bits: int = 4
-    k_rotation: str = "rotor-mix"
-    v_rotation: str = "rotor-mix"
+    k_rotation: str | rotations.Rotation = "rotor-mix"
+    v_rotation: str | rotations.Rotation = "rotor-mix"
     sinks: int = 4
     recent: int = 64
     center_keys: bool = True
@@ -155,8 +157,9 @@ class QuantSpec:
 
     def __post_init__(self):
         for f in ("k_rotation", "v_rotation"):
-            if getattr(self, f) not in rotations.KINDS:
-                raise ValueError(f"QuantSpec.{f} must be one of {rotations.KINDS}, got {getattr(self, f)!r}")
+            r = getattr(self, f)
+            if not isinstance(r, rotations.Rotation) and r not in rotations.KINDS:
+                raise ValueError(f"QuantSpec.{f} must be one of {rotations.KINDS} or a Rotation, got {r!r}")
         ops.check_backend(self.backend)
         for f in ("sinks", "recent"):
             v = getattr(self, f)
@@ -165,7 +168,8 @@ class QuantSpec:
 
     @property
     def label(self) -> str:
-        rot = self.k_rotation if self.k_rotation == self.v_rotation else f"{self.k_rotation}/{self.v_rotation}"
+        k, v = (r if isinstance(r, str) else f"{r.kind}(given)" for r in (self.k_rotation, self.v_rotation))
+        rot = k if k == v else f"{k}/{v}"
         return (f"K{self.k_bits}V{self.v_bits} {rot} s{self.sinks} r{self.recent}"
                 f"{'' if self.center_keys else ' nocenter'}")
 

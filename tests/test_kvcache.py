@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from rotorjax import kvcache
+from rotorjax import kvcache, rotations
+from rotorjax.calibrate import calibrate
 from rotorjax.models import Llama, LlamaConfig, generate
 
 # Jitted once per cache structure and token count: far faster than running the model op by op.
@@ -114,6 +115,22 @@ def test_per_layer_specs(tokens):
     assert fwd(model, tokens, cache).shape == (2, 20, cfg.vocab_size)
     with pytest.raises(ValueError, match="cache has 2 layers"):
         Llama(CFG, nnx.Rngs(0))(tokens, cache)
+
+
+def test_given_rotation(model, tokens):
+    """A Rotation in the spec (e.g. one fitted by rotorjax.calibrate) is the one the cache quantizes
+    with, for keys and values alike; a wrong dim fails when the cache is built."""
+    keys = jax.random.normal(jax.random.key(3), (256, CFG.head_dim)) * jnp.linspace(0.2, 3.0, CFG.head_dim)
+    fitted = calibrate(rotations.make("rotor-mix", CFG.head_dim, jax.random.key(4)), keys, steps=5, bits=3)
+    spec = kvcache.QuantSpec(k_bits=3, v_bits=3, k_rotation=fitted, v_rotation="hadamard", sinks=0, recent=0)
+    assert spec.label.startswith("K3V3 rotor-mix(given)/hadamard")
+    cache = kvcache.KVCache.turboquant(CFG, 2, 24, spec)
+    assert cache.layers[0].kq.rotation is fitted and cache.layers[0].vq.rotation.kind == "hadamard"
+    out = fwd(model, tokens, cache)
+    assert out.shape == (2, 20, CFG.vocab_size) and bool(jnp.all(jnp.isfinite(out)))
+    wrong = kvcache.QuantSpec(k_rotation=rotations.make("rotor-mix", 2 * CFG.head_dim, jax.random.key(5)))
+    with pytest.raises(ValueError, match="dim"):
+        kvcache.KVCache.turboquant(CFG, 2, 24, wrong)
 
 
 def test_jitted_prefill_and_decode_loop(model, tokens):
