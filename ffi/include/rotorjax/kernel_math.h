@@ -360,27 +360,32 @@ RJ_FN void rj_rotor_stage(RJ_THREAD float* v, int n, int lanes, RJ_PARAM float* 
   }
 }
 
-/* The whole rotor-mix rotation in place, times `scale` (folded into the last Walsh–Hadamard
- * transform's normalisation). mats: (windows + 1) stages × ⌈n/3⌉ matrices, stage-major.
+/* The whole rotor-mix rotation in place, times `scale`: folded into the Walsh–Hadamard normalisation
+ * when one window spans all n coordinates, else a multiply at the end (a window's transform scales
+ * only its own coordinates). mats: (windows + 1) stages × ⌈n/3⌉ matrices, stage-major.
  * Forward: R_0, then for each window s: H(window s), R_{s+1}. Inverse: the exact reverse order with
  * transposed blocks (H is its own inverse). */
 RJ_FN void rj_rotor_mix(RJ_THREAD float* v, int n, int lanes, RJ_PARAM float* mats, int inverse, float scale) {
   const int windows = rj_rotor_mix_windows(n), p = rj_largest_pow2(n), stage = 9 * rj_rotor_stage_blocks(n);
+  const float fold = windows == 1 ? scale : 1.0f;
   if (!inverse) {
     rj_rotor_stage(v, n, lanes, mats, 0);
     RJ_UNROLL
     for (int s = 0; s < windows; ++s) {
-      rj_fwht_scaled(v + rj_rotor_mix_window_start(s, n) * lanes, p, lanes, s == windows - 1 ? scale : 1.0f);
+      rj_fwht_scaled(v + rj_rotor_mix_window_start(s, n) * lanes, p, lanes, fold);
       rj_rotor_stage(v, n, lanes, mats + (s + 1) * stage, 0);
     }
   } else {
     RJ_UNROLL
     for (int s = windows - 1; s >= 0; --s) {
       rj_rotor_stage(v, n, lanes, mats + (s + 1) * stage, 1);
-      rj_fwht_scaled(v + rj_rotor_mix_window_start(s, n) * lanes, p, lanes, s == 0 ? scale : 1.0f);
+      rj_fwht_scaled(v + rj_rotor_mix_window_start(s, n) * lanes, p, lanes, fold);
     }
     rj_rotor_stage(v, n, lanes, mats, 1);
   }
+  if (windows > 1)
+    RJ_UNROLL
+    for (int i = 0; i < n * lanes; ++i) v[i] *= scale;
 }
 
 /* Any kind in place on its n = padded_dim coordinates (zero-padded beyond dim by the caller), times
