@@ -8,28 +8,14 @@ gathered, that the result equals the one-GPU result, and times both (N = 8,388,6
 
 from __future__ import annotations
 
-import time
-
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
+from cuda_kernels import bench  # the same timing as the one-GPU benchmarks (benchmarks/ is on sys.path)
 from rotorjax import TurboQuant
 
 N, D, BITS = 8_388_608, 128, 4
-
-
-def bench(fn, *args, iters=10, reps=5) -> float:
-    jax.block_until_ready(fn(*args))
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        for _ in range(iters):
-            out = fn(*args)
-        jax.block_until_ready(out)
-        times.append((time.perf_counter() - t0) / iters)
-    return float(np.median(times)) * 1e3
 
 
 def main():

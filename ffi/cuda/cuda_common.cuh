@@ -17,6 +17,7 @@
 #include <tuple>
 #include <vector>
 
+#include "bindings.h"  // ffi/src: the targets' FFI signatures, shared with the CPU module
 #include "common.h"  // ffi/src: Invalid, Flatten, CheckBits, CheckCodes, ParseQjlCodes (shape checks only)
 #include "rotorjax/kernel_math.h"
 #include "xla/ffi/api/ffi.h"
@@ -131,6 +132,9 @@ __host__ __device__ inline int ByteStride(int nbytes) { return 4 * (((nbytes + 3
 __host__ __device__ inline int GroupedBytes(int n, int bits) { return (n + 7) / 8 * bits; }
 
 // ---- host side ------------------------------------------------------------------------------------
+
+// Ffi::Bind() with the call's CUDA stream as the handler's first argument (bindings.h adds the rest).
+inline auto CudaBind() { return ffi::Ffi::Bind().Ctx<ffi::PlatformStream<cudaStream_t>>(); }
 
 inline ffi::Error CudaError(cudaError_t err, const char* what) {
   if (err == cudaSuccess) return ffi::Error::Success();

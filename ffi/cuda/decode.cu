@@ -158,18 +158,7 @@ ffi::Error DecodeImpl(cudaStream_t stream, ffi::Buffer<ffi::U8> codes,
 
 }  // namespace
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(Decode, DecodeImpl,
-                              ffi::Ffi::Bind()
-                                  .Ctx<ffi::PlatformStream<cudaStream_t>>()
-                                  .Arg<ffi::Buffer<ffi::U8>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .RemainingArgs()
-                                  .Ret<ffi::AnyBuffer>()
-                                  .Attr<int64_t>("kind")
-                                  .Attr<int64_t>("dim")
-                                  .Attr<int64_t>("bits"));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(Decode, DecodeImpl, bindings::Decode(CudaBind()));
 
 }  // namespace cuda
 }  // namespace rotorjax

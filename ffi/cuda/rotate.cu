@@ -31,15 +31,7 @@ ffi::Error RotateImpl(cudaStream_t stream, ffi::AnyBuffer x,
 
 }  // namespace
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(Rotate, RotateImpl,
-                              ffi::Ffi::Bind()
-                                  .Ctx<ffi::PlatformStream<cudaStream_t>>()
-                                  .Arg<ffi::AnyBuffer>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::AnyBuffer>()
-                                  .Attr<int64_t>("kind")
-                                  .Attr<int64_t>("dim")
-                                  .Attr<bool>("inverse"));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(Rotate, RotateImpl, bindings::Rotate(CudaBind()));
 
 }  // namespace cuda
 }  // namespace rotorjax

@@ -203,27 +203,10 @@ ffi::Error ScoresImpl(cudaStream_t stream, ffi::AnyBuffer q, ffi::Buffer<ffi::U8
   }
 }
 
-template <bool kGrouped>
-constexpr auto ScoresBinding() {
-  return ffi::Ffi::Bind()
-      .Ctx<ffi::PlatformStream<cudaStream_t>>()
-      .Arg<ffi::AnyBuffer>()
-      .Arg<ffi::Buffer<ffi::U8>>()
-      .Arg<ffi::Buffer<ffi::F32>>()
-      .Arg<ffi::Buffer<ffi::F32>>()
-      .Arg<ffi::Buffer<ffi::F32>>()
-      .RemainingArgs()
-      .Ret<ffi::Buffer<ffi::F32>>()
-      .Attr<int64_t>("kind")
-      .Attr<int64_t>("dim")
-      .Attr<int64_t>("bits")
-      .Attr<float>("divisor");
-}
-
 }  // namespace
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(Scores, ScoresImpl<false>, ScoresBinding<false>());
-XLA_FFI_DEFINE_HANDLER_SYMBOL(GroupedScores, ScoresImpl<true>, ScoresBinding<true>());
+XLA_FFI_DEFINE_HANDLER_SYMBOL(Scores, ScoresImpl<false>, bindings::Scores(CudaBind()));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(GroupedScores, ScoresImpl<true>, bindings::Scores(CudaBind()));
 
 }  // namespace cuda
 }  // namespace rotorjax

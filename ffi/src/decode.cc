@@ -54,16 +54,6 @@ static ffi::Error DecodeImpl(ffi::Buffer<ffi::U8> codes, ffi::Buffer<ffi::F32> n
   return ffi::Error::Success();
 }
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(Decode, DecodeImpl,
-                              ffi::Ffi::Bind()
-                                  .Arg<ffi::Buffer<ffi::U8>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .RemainingArgs()
-                                  .Ret<ffi::AnyBuffer>()
-                                  .Attr<int64_t>("kind")
-                                  .Attr<int64_t>("dim")
-                                  .Attr<int64_t>("bits"));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(Decode, DecodeImpl, bindings::Decode(ffi::Ffi::Bind()));
 
 }  // namespace rotorjax

@@ -84,18 +84,6 @@ static ffi::Error EncodeImpl(ffi::AnyBuffer x, ffi::Buffer<ffi::F32> params, ffi
   return ffi::Error::Success();
 }
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(Encode, EncodeImpl,
-                              ffi::Ffi::Bind()
-                                  .Arg<ffi::AnyBuffer>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .RemainingArgs()
-                                  .Ret<ffi::Buffer<ffi::U8>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .RemainingRets()
-                                  .Attr<int64_t>("kind")
-                                  .Attr<int64_t>("dim")
-                                  .Attr<int64_t>("bits"));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(Encode, EncodeImpl, bindings::Encode(ffi::Ffi::Bind()));
 
 }  // namespace rotorjax

@@ -1,6 +1,7 @@
 // The XLA FFI handlers of the CPU module (one per file) and the helpers they share.
 #pragma once
 
+#include "bindings.h"
 #include "common.h"
 
 namespace rotorjax {

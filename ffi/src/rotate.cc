@@ -35,13 +35,6 @@ static ffi::Error RotateImpl(ffi::AnyBuffer x, ffi::Buffer<ffi::F32> params, ffi
   return ffi::Error::Success();
 }
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(Rotate, RotateImpl,
-                              ffi::Ffi::Bind()
-                                  .Arg<ffi::AnyBuffer>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::AnyBuffer>()
-                                  .Attr<int64_t>("kind")
-                                  .Attr<int64_t>("dim")
-                                  .Attr<bool>("inverse"));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(Rotate, RotateImpl, bindings::Rotate(ffi::Ffi::Bind()));
 
 }  // namespace rotorjax

@@ -77,18 +77,6 @@ static ffi::Error ScoresImpl(ffi::AnyBuffer q, ffi::Buffer<ffi::U8> codes, ffi::
   return ffi::Error::Success();
 }
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(Scores, ScoresImpl,
-                              ffi::Ffi::Bind()
-                                  .Arg<ffi::AnyBuffer>()
-                                  .Arg<ffi::Buffer<ffi::U8>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .RemainingArgs()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Attr<int64_t>("kind")
-                                  .Attr<int64_t>("dim")
-                                  .Attr<int64_t>("bits")
-                                  .Attr<float>("divisor"));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(Scores, ScoresImpl, bindings::Scores(ffi::Ffi::Bind()));
 
 }  // namespace rotorjax
