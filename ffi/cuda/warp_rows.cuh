@@ -79,9 +79,9 @@ __device__ __forceinline__ void WarpStoreRows(const uint4* slice, int valid, uin
 
 // The tile of the calling warp (32 rows of kChunks chunks each from src, one tile per warp of the
 // grid): copies its rows into the warp's slice (rows kStride chunks apart), then every lane calls
-// fn(tile, valid rows). (A persistent loop that
-// prefetched the next tile while computing this one needs the whole vector in registers while the
-// copy is issued; at the 168 registers of 3 blocks per SM ptxas then spilled ~450 bytes per lane.)
+// fn(tile, valid rows). (A persistent loop that prefetched the next tile while computing this one
+// must hold the whole vector in registers while it issues the copy; at the 168 registers of 3 blocks
+// per SM ptxas then spilled ~450 bytes per lane.)
 template <int kChunks, int kStride = ChunkStride(kChunks), typename Fn>
 __device__ __forceinline__ void WithWarpTile(const uint4* src, long long rows, uint4* slice, Fn&& fn) {
   const long long t = (long long)blockIdx.x * kFastWarps + threadIdx.x / 32;
@@ -92,7 +92,7 @@ __device__ __forceinline__ void WithWarpTile(const uint4* src, long long rows, u
   fn(t, valid);
 }
 
-// A staged row of N elements of dtype E → float32 registers; float32 registers → a global row of E.
+// A staged row of N elements of dtype E ↔ float32 registers.
 template <typename E, int N>
 __device__ __forceinline__ void RowToFloats(const uint4* row, float (&v)[N]) {
   using S = typename E::S;
