@@ -24,14 +24,12 @@ template <int BITS>
 struct WordRow {
   static constexpr int kWords = kWordN * BITS / 32;  // 16, 12 or 8: whole 16-byte chunks
   static constexpr int kChunks = kWords / 4;
-  // Tile row stride in bytes: an odd number of 16-byte chunks, so the 8 threads of a quarter-warp
-  // reading chunk c of 8 consecutive rows (LDS.128) touch 8 distinct 4-bank groups.
-  static constexpr int kStride = 16 * (kChunks | 1);
+  static constexpr int kStride = 16 * ChunkStride(kChunks);  // tile row stride in bytes
 };
 
 // Byte tile row stride of the word-wise (WORDS) or the generic byte-wise layout.
 __host__ __device__ inline int CodeTileStride(bool words, int n, int bits) {
-  return words ? 16 * ((n * bits / 128) | 1) : ByteStride(GroupedBytes(n, bits));
+  return words ? 16 * ChunkStride(n * bits / 128) : ByteStride(GroupedBytes(n, bits));
 }
 
 // 4 · (index i) of a row held as words w; i must be a compile-time constant after unrolling.

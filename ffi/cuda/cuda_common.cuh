@@ -64,11 +64,14 @@ struct U8 {
   __device__ static S Store(unsigned char x) { return x; }
 };
 
+// fn(E{}) for the element type numbered dtype, on either side: kernels stage rows with it, hosts pick
+// a kernel instantiation (the check is off because fn is a host or a device lambda, never both).
+#pragma nv_exec_check_disable
 template <typename Fn>
-__device__ __forceinline__ void WithDtype(int dtype, Fn&& fn) {
-  if (dtype == kBF16) fn(BF16{});
-  else if (dtype == kF16) fn(F16{});
-  else fn(F32{});
+__host__ __device__ __forceinline__ decltype(auto) WithDtype(int dtype, Fn&& fn) {
+  if (dtype == kBF16) return fn(BF16{});
+  if (dtype == kF16) return fn(F16{});
+  return fn(F32{});
 }
 
 // Block-cooperative copy of `count` consecutive elements of a row-major (rows, width) array, starting
@@ -121,6 +124,11 @@ __device__ void StageOut(const T* tile, int stride, long long count, int width, 
   for (long long e = chunks * kPer + threadIdx.x; e < count; e += blockDim.x)
     dst[e] = E::Store(tile[int(e / width) * stride + int(e % width)]);
 }
+
+// Row stride in 16-byte chunks of a shared tile read a row per thread with 16-byte loads: odd, so
+// row r's chunk c lies in bank group (r + c) mod 8 and the 8 threads of each quarter-warp reading
+// chunk c of 8 consecutive rows hit distinct banks.
+__host__ __device__ constexpr int ChunkStride(int chunks) { return chunks | 1; }
 
 // Row strides in shared memory: an odd number of 4-byte words, so that thread t reading word w of
 // its own row (t * stride + w) hits bank (t * stride + w) % 32, distinct across a warp.
@@ -198,8 +206,6 @@ inline size_t RotationScratchBytes(const RotationShape& rot) {
   return size_t(PreparedCount(rot) > 0 ? PreparedCount(rot) : 1) * sizeof(float);
 }
 
-// Prepares `raw` into this module's c_params on the stream: every launch after it on the stream sees
-// them, until the next SetRotation. scratch: RotationScratchBytes(rot) of device memory.
 // The device address of this module's c_params on the current device, looked up once per device:
 // cudaMemcpyToSymbolAsync resolves the symbol on every call (the H200 timeline showed ~20 µs between
 // the preparing kernel and the copy).
@@ -220,6 +226,8 @@ inline ffi::Error ParamsAddress(float** out) {
   return ffi::Error::Success();
 }
 
+// Prepares `raw` into this module's c_params on the stream: every launch after it on the stream sees
+// them, until the next SetRotation. scratch: RotationScratchBytes(rot) of device memory.
 inline ffi::Error SetRotation(cudaStream_t stream, const RotationShape& rot, const float* raw, float* scratch) {
   if (rot.kind == RJ_KIND_NONE) return ffi::Error::Success();
   float* params = nullptr;
@@ -298,7 +306,7 @@ ffi::Error Launch(Kernel kernel, dim3 grid, int threads, size_t smem, cudaStream
 }
 
 // Blocks of `kernel` the whole GPU holds at once (SMs × resident blocks per SM, at least 1), for
-// persistent grids and split choices; raises the kernel's dynamic shared-memory limit to smem first.
+// attention_decode's split choice; raises the kernel's dynamic shared-memory limit to smem first.
 template <typename Kernel>
 ffi::Error ResidentBlocks(Kernel kernel, int threads, size_t smem, const char* what, long long* out) {
   // The occupancy query is slow enough to show on the timeline of a 0.5 ms call: remember answers

@@ -49,16 +49,12 @@ __global__ void __launch_bounds__(kFastWarps * kWarpRows, 3) DecodeRowsKernel(De
   });
 }
 
-template <int KIND, int N, int BITS, typename E>
-ffi::Error LaunchDecodeRowsAs(cudaStream_t stream, const DecodeArgs& a) {
-  return LaunchFast(DecodeRowsKernel<KIND, N, BITS, E>, a.rows, N * int(sizeof(typename E::S)) / 16, stream, a, "decode");
-}
-
 template <int KIND, int N, int BITS>
 ffi::Error LaunchDecodeRows(cudaStream_t stream, const DecodeArgs& a) {
-  if (a.dtype == kBF16) return LaunchDecodeRowsAs<KIND, N, BITS, BF16>(stream, a);
-  if (a.dtype == kF16) return LaunchDecodeRowsAs<KIND, N, BITS, F16>(stream, a);
-  return LaunchDecodeRowsAs<KIND, N, BITS, F32>(stream, a);
+  return WithDtype(a.dtype, [&](auto e) {
+    using E = decltype(e);
+    return LaunchFast(DecodeRowsKernel<KIND, N, BITS, E>, a.rows, N * int(sizeof(typename E::S)) / 16, stream, a, "decode");
+  });
 }
 
 // Any kind, width and bits, with or without QJL; sizes at run time (the vector in local memory).

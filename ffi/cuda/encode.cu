@@ -1,6 +1,6 @@
 // encode on CUDA: one thread per vector, one pass: norm → normalise → rotate → quantize → pack (+ the
-// QJL sketch). Two kernels: EncodeRowsKernel for the fast shapes (everything compile-time, persistent
-// warps over 32-row tiles, a table lookup for the codebook index) and EncodeKernel for every other shape and QJL
+// QJL sketch). Two kernels: EncodeRowsKernel for the fast shapes (everything compile-time, a warp per
+// 32-row tile, a table lookup for the codebook index) and EncodeKernel for every other shape and QJL
 // (run-time sizes, block-wide staging through shared memory).
 #include "warp_rows.cuh"
 
@@ -120,11 +120,6 @@ __global__ void __launch_bounds__(kFastWarps * kWarpRows, 3) EncodeRowsKernel(En
   });
 }
 
-template <int KIND, int N, int BITS, typename E>
-ffi::Error LaunchEncodeRowsAs(cudaStream_t stream, const EncodeArgs& a) {
-  return LaunchFast(EncodeRowsKernel<KIND, N, BITS, E>, a.rows, N * int(sizeof(typename E::S)) / 16, stream, a, "encode");
-}
-
 template <int KIND, int N, int BITS>
 ffi::Error LaunchEncodeRows(cudaStream_t stream, EncodeArgs a, StreamScratch& scratch) {
   void* table = nullptr;
@@ -132,9 +127,10 @@ ffi::Error LaunchEncodeRows(cudaStream_t stream, EncodeArgs a, StreamScratch& sc
   PrepareQuantTableKernel<<<1, kCells, 0, stream>>>(a.boundaries, (1 << BITS) - 1, static_cast<QuantTable*>(table));
   if (ffi::Error err = LaunchError("preparing the codebook table"); err.failure()) return err;
   a.table = static_cast<const QuantTable*>(table);
-  if (a.dtype == kBF16) return LaunchEncodeRowsAs<KIND, N, BITS, BF16>(stream, a);
-  if (a.dtype == kF16) return LaunchEncodeRowsAs<KIND, N, BITS, F16>(stream, a);
-  return LaunchEncodeRowsAs<KIND, N, BITS, F32>(stream, a);
+  return WithDtype(a.dtype, [&](auto e) {
+    using E = decltype(e);
+    return LaunchFast(EncodeRowsKernel<KIND, N, BITS, E>, a.rows, N * int(sizeof(typename E::S)) / 16, stream, a, "encode");
+  });
 }
 
 // ---- generic path ----------------------------------------------------------------------------------

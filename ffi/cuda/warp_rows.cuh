@@ -17,10 +17,6 @@ namespace {
 constexpr int kWarpRows = 32;
 constexpr int kFastWarps = 4;  // warps per block of the fast kernels
 
-// Row stride of a slice in 16-byte chunks: odd, so lane l's chunk c lies in bank group (l + c) mod 8
-// and the 8 lanes of each quarter-warp of a 16-byte access hit distinct banks.
-__host__ __device__ constexpr int ChunkStride(int chunks) { return chunks | 1; }
-
 // Starts copying `valid` rows of kChunks chunks each from src (16-byte aligned) into the slice, rows
 // kStride chunks apart; WarpWaitRows completes the copy for the whole warp. Chunk e = 32 j + lane is
 // chunk e % kChunks of row e / kChunks. When kChunks divides 32 that is row j·32/kChunks + lane/kChunks,
