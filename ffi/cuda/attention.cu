@@ -3,18 +3,18 @@
 // query heads per KV head), with a length per sequence. New token s of S sits at cache position
 // length − S + s and sees positions [0, length − S + s].
 //
-// 1. RotateKernel rotates every query once by the keys' rotation, scaled by 1/√dim.
+// 1. A warp per query (warp_rotate.cuh) rotates it once by the keys' rotation, scaled by 1/√dim.
 // 2. AttentionKernel (flash-decoding): block (split, b·Hkv + h, row chunk) streams 128-token tiles of
 //    its split: one thread per token scores R query rows from the K codes; a warp per row updates the
 //    running max and sum; then a thread per (8 value coordinates, token lane) accumulates the
 //    probabilities times the V centroids, in the values' rotated domain. Writes (max, sum, sum·v).
 //    WORDS (n = 128, equal K and V bits 2/3/4, 16-byte aligned codes): code rows staged and read as
 //    whole words (code_words.cuh); otherwise the generic byte-wise unpack.
-// 3. MergeKernel merges the splits of each query row (a thread per coordinate) and divides; the
-//    rotation kernel then un-rotates once by the values' rotation into the output dtype.
+// 3. MergeRotateKernel merges the splits of each query row (a warp per row, a lane per coordinate),
+//    divides, and un-rotates once by the values' rotation into the output dtype.
 #include "code_dot.cuh"
 #include "code_words.cuh"
-#include "rotate_kernel.cuh"
+#include "warp_rotate.cuh"
 
 namespace rotorjax {
 namespace cuda {
@@ -72,6 +72,7 @@ __global__ void __launch_bounds__(kTokens) AttentionKernel(AttnArgs a) {
 
   for (int i = tid; i < 1 << kbits; i += kTokens) kcen[i] = a.kcen[i];
   for (int i = tid; i < 1 << vbits; i += kTokens) vcen[i] = a.vcen[i];
+  GridDependencyWait();  // the rotated queries come from the kernel before
   for (int i = tid; i < R * qs; i += kTokens) {
     const int r = i / qs;
     q[i] = r0 + r < a.rows ? a.qrot[((long long)p * a.rows + r0 + r) * qs + i % qs] : 0.0f;
@@ -209,31 +210,40 @@ __global__ void __launch_bounds__(kTokens) AttentionKernel(AttnArgs a) {
 struct MergeArgs {
   const float* part;
   long long total_rows;  // P · rows
-  int rows, R, chunks, splits, nv;
-  float* out;  // (P · rows, nv), rotated domain
+  int rows, R, chunks, splits, nv, dim, kind, out_dtype;
+  const float* raw;  // the values' raw rotation parameters
+  void* out;         // (P · rows, dim)
 };
 
-// One thread per (query row, coordinate): merge the splits' partial sums and divide by the sum.
-// Row p·rows + g·S + s is row (b, h·G + g, s) of the output.
-__global__ void MergeKernel(MergeArgs a) {
-  const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-  if (i >= a.total_rows * a.nv) return;
-  const long long row = i / a.nv, p = row / a.rows;
-  const int c = int(i % a.nv), rg = int(row % a.rows), chunk = rg / a.R, r = rg % a.R;
+// A warp per query row: merge the splits' partial sums (a lane per coordinate), divide by the sum and
+// un-rotate by the values' rotation. Row p·rows + g·S + s is row (b, h·G + g, s) of the output.
+__global__ void __launch_bounds__(kRotateWarps * 32) MergeRotateKernel(MergeArgs a) {
+  extern __shared__ __align__(16) float vecs[];  // kRotateWarps × nv
+  const int lane = threadIdx.x % 32;
+  const long long row = (long long)blockIdx.x * kRotateWarps + threadIdx.x / 32;
+  if (row >= a.total_rows) return;
+  const long long p = row / a.rows;
+  const int rg = int(row % a.rows), chunk = rg / a.R, r = rg % a.R;
   const float* base = a.part + ((p * a.chunks + chunk) * a.splits * a.R + r) * (a.nv + 2);
   const long long step = (long long)a.R * (a.nv + 2);  // next split, same row
-  float m = -INFINITY;
+  float* v = vecs + threadIdx.x / 32 * a.nv;
+  float m = -INFINITY, l = 0.0f;
   for (int s = 0; s < a.splits; ++s) m = fmaxf(m, base[s * step + a.nv]);
-  float v = 0.0f, l = 0.0f;
+  for (int c = lane; c < a.nv; c += 32) v[c] = 0.0f;
   if (m != -INFINITY) {
     for (int s = 0; s < a.splits; ++s) {
       const float w = __expf(base[s * step + a.nv] - m);
       l += w * base[s * step + a.nv + 1];
-      v += w * base[s * step + c];
+      for (int c = lane; c < a.nv; c += 32) v[c] += w * base[s * step + c];
     }
   }
-  const float inv = l > 0.0f ? 1.0f / l : 0.0f;  // a row that sees no token gets zeros
-  a.out[i] = v * inv;
+  __syncwarp();
+  WarpRotate(a.kind, v, a.nv, a.raw, true, l > 0.0f ? 1.0f / l : 0.0f);  // a row that sees no token: zeros
+  WithDtype(a.out_dtype, [&](auto e) {
+    using E = decltype(e);
+    typename E::S* y = static_cast<typename E::S*>(a.out) + row * a.dim;
+    for (int c = lane; c < a.dim; c += 32) y[c] = E::Store(v[c]);
+  });
 }
 
 // The attention kernel instantiation for a call and its dynamic shared memory.
@@ -262,24 +272,6 @@ AttnPlan PlanBits(const AttnArgs& a, bool words) {
   if (a.kbits == 4 && a.vbits == 4) return PlanAs<R, 4, 4, false>(a);
   if (a.kbits == 3 && a.vbits == 3) return PlanAs<R, 3, 3, false>(a);
   return PlanAs<R, 0, 0, false>(a);
-}
-
-// Splits of each (pair, row chunk)'s `tiles` tiles: every block streams the same number of whole
-// tiles and `slots` blocks run at once (SMs × resident blocks per SM), so over 1–8 waves pick the
-// split count that leaves the fewest slot-tiles idle, counting each block's fixed work (prologue,
-// lane reduction, partials and their merge) as a quarter tile (ties: the fewest blocks).
-void ChooseSplits(long long items, long long tiles, long long slots, int* splits, int* tiles_per_split) {
-  constexpr double kBlockTiles = 0.25;
-  double best = -1.0;
-  for (long long waves = 1; waves <= 8; ++waves) {
-    long long s = waves * slots / items;
-    s = s < 1 ? 1 : (s > tiles ? tiles : s);
-    const long long per = (tiles + s - 1) / s;
-    s = (tiles + per - 1) / per;
-    const long long rounds = (items * s + slots - 1) / slots;
-    const double use = double(items * tiles) / (double(rounds) * double(slots) * (double(per) + kBlockTiles));
-    if (use > best + 1e-9) best = use, *splits = int(s), *tiles_per_split = int(per);
-  }
 }
 
 ffi::Error AttentionImpl(cudaStream_t stream, ffi::AnyBuffer q,
@@ -335,37 +327,29 @@ ffi::Error AttentionImpl(cudaStream_t stream, ffi::AnyBuffer q,
   const long long tiles = std::max((long long)(T + kTokens - 1) / kTokens, 1LL);
   ChooseSplits(P * chunks, tiles, resident, &a.splits, &a.tiles_per_split);
 
-  const size_t rot_bytes = std::max(RotationScratchBytes(kr), RotationScratchBytes(vr));
-  void *rot_buf = nullptr, *qrot = nullptr, *part = nullptr, *merged = nullptr;
-  if (ffi::Error err = scratch.Allocate(rot_bytes, &rot_buf); err.failure()) return err;
+  void *qrot = nullptr, *part = nullptr;
   if (ffi::Error err = scratch.Allocate(size_t(P * rows) * QueryStride(kr.n) * sizeof(float), &qrot); err.failure())
     return err;
   if (ffi::Error err = scratch.Allocate(size_t(P) * chunks * a.splits * R * (vr.n + 2) * sizeof(float), &part);
       err.failure())
     return err;
-  if (ffi::Error err = scratch.Allocate(size_t(P * rows) * vr.n * sizeof(float), &merged); err.failure()) return err;
   a.qrot = static_cast<float*>(qrot);
   a.part = static_cast<float*>(part);
 
-  if (ffi::Error err = SetRotation(stream, kr, k_params.typed_data(), static_cast<float*>(rot_buf)); err.failure())
-    return err;
   // Rotated queries in rows of QueryStride(nk) floats (the padding is zero: the output width).
-  const RotateArgs ra{q.untyped_data(), qrot, DtypeOf(q.element_type()), kF32, P * rows, int(dim),
-                      QueryStride(kr.n), kr.n, kr.kind, 1.0f / sqrtf(float(dim))};
-  if (ffi::Error err = LaunchRotate<false>(stream, kr, ra); err.failure()) return err;
+  const WarpRotateArgs ra{{q.untyped_data(), qrot, DtypeOf(q.element_type()), kF32, P * rows, int(dim),
+                           QueryStride(kr.n), kr.n, kr.kind, 1.0f / sqrtf(float(dim))},
+                          false, k_params.typed_data()};
+  if (ffi::Error err = LaunchWarpRotate(stream, ra, "attention_decode: rotating the queries"); err.failure()) return err;
 
   const dim3 grid(unsigned(a.splits), unsigned(P), unsigned(chunks));
-  if (ffi::Error err = Launch(plan.kernel, grid, kTokens, plan.smem, stream, a, "attention_decode"); err.failure())
+  if (ffi::Error err = LaunchAfter(plan.kernel, grid, kTokens, plan.smem, stream, a, "attention_decode"); err.failure())
     return err;
 
-  const MergeArgs ma{a.part, P * rows, int(rows), R, chunks, a.splits, vr.n, static_cast<float*>(merged)};
-  MergeKernel<<<unsigned((P * rows * vr.n + 255) / 256), 256, 0, stream>>>(ma);
-  if (ffi::Error err = LaunchError("attention_decode merge"); err.failure()) return err;
-  if (ffi::Error err = SetRotation(stream, vr, v_params.typed_data(), static_cast<float*>(rot_buf)); err.failure())
-    return err;
-  const RotateArgs va{merged, out->untyped_data(), kF32, DtypeOf(q.element_type()), P * rows, vr.n, int(dim),
-                      vr.n, vr.kind, 1.0f};
-  return LaunchRotate<true>(stream, vr, va);
+  const MergeArgs ma{a.part, P * rows, int(rows), R, chunks, a.splits, vr.n, int(dim), vr.kind,
+                     DtypeOf(q.element_type()), v_params.typed_data(), out->untyped_data()};
+  return Launch(MergeRotateKernel, dim3(unsigned((P * rows + kRotateWarps - 1) / kRotateWarps)), kRotateWarps * 32,
+                size_t(kRotateWarps) * vr.n * sizeof(float), stream, ma, "attention_decode merge");
 }
 
 }  // namespace

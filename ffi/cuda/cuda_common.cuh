@@ -15,6 +15,7 @@
 #include <mutex>
 #include <string>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "bindings.h"  // ffi/src: the targets' FFI signatures, shared with the CPU module
@@ -166,6 +167,17 @@ struct RotationShape {
   int n = 0;
 };
 
+// Rows for a rotation kernel (rotate_kernel.cuh, warp_rotate.cuh): x (rows, in_w) in in_dtype → y
+// (rows, out_w) in out_dtype, rotated over n coordinates.
+struct RotateArgs {
+  const void* x;
+  void* y;
+  int in_dtype, out_dtype;
+  long long rows;
+  int in_w, out_w, n, kind;
+  float scale;  // multiplies the output (1, or attention's 1/√d folded into the query)
+};
+
 // Floats of prepared parameters: n signs for hadamard, k×k per block for the block kinds.
 inline int PreparedCount(const RotationShape& rot) {
   const int k = rj_block_size(rot.kind);
@@ -293,20 +305,66 @@ namespace {
 // else 32 so that a block's float tile stays well inside shared memory.
 inline int RowsPerBlock(int width) { return width <= 160 ? 128 : 32; }
 
-// Launches kernel<<<grid, threads, smem, stream>>> after raising its dynamic shared-memory limit.
+// Raises kernel's dynamic shared-memory limit to smem where it exceeds the default 48 KB, once per
+// (kernel, device, size): the attribute call is host time on every launch otherwise.
+template <typename Kernel>
+ffi::Error RaiseSmemLimit(Kernel kernel, size_t smem, const char* what) {
+  if (smem <= 48 * 1024) return ffi::Error::Success();
+  static std::mutex mutex;
+  static std::map<std::pair<const void*, int>, size_t> raised;
+  int device = 0;
+  if (ffi::Error err = CudaError(cudaGetDevice(&device), what); err.failure()) return err;
+  const std::pair<const void*, int> key{reinterpret_cast<const void*>(kernel), device};
+  std::lock_guard<std::mutex> lock(mutex);
+  if (raised[key] >= smem) return ffi::Error::Success();
+  if (ffi::Error err = CudaError(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)), what);
+      err.failure())
+    return err;
+  raised[key] = smem;
+  return ffi::Error::Success();
+}
+
+// Launches kernel<<<grid, threads, smem, stream>>> (raising its dynamic shared-memory limit first).
 template <typename Kernel, typename Args>
 ffi::Error Launch(Kernel kernel, dim3 grid, int threads, size_t smem, cudaStream_t stream, const Args& args,
                   const char* what) {
   if (grid.x == 0 || grid.y == 0 || grid.z == 0) return ffi::Error::Success();
-  if (ffi::Error err = CudaError(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)), what);
-      err.failure())
-    return err;
+  if (ffi::Error err = RaiseSmemLimit(kernel, smem, what); err.failure()) return err;
   kernel<<<grid, threads, smem, stream>>>(args);
   return LaunchError(what);
 }
 
+// Launch as a programmatic dependent of the previous kernel on the stream (Hopper's programmatic
+// dependent launch): kernel's blocks may start, and stage what does not depend on that kernel, while it
+// is still running; they must execute GridDependencyWait() before reading its output. Used after the
+// small query-rotation kernels, whose ~7 µs would otherwise come before the main kernel's first load.
+template <typename Kernel, typename Args>
+ffi::Error LaunchAfter(Kernel kernel, dim3 grid, int threads, size_t smem, cudaStream_t stream, const Args& args,
+                       const char* what) {
+  if (grid.x == 0 || grid.y == 0 || grid.z == 0) return ffi::Error::Success();
+  if (ffi::Error err = RaiseSmemLimit(kernel, smem, what); err.failure()) return err;
+  cudaLaunchAttribute attr;
+  attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr.val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchConfig_t config = {};
+  config.gridDim = grid;
+  config.blockDim = dim3(unsigned(threads));
+  config.dynamicSmemBytes = smem;
+  config.stream = stream;
+  config.attrs = &attr;
+  config.numAttrs = 1;
+  return CudaError(cudaLaunchKernelEx(&config, kernel, args), what);
+}
+
+// In a kernel launched by LaunchAfter: waits until the kernel before it has finished and its writes
+// are visible (a no-op when launched plainly).
+__device__ __forceinline__ void GridDependencyWait() { asm volatile("griddepcontrol.wait;" ::: "memory"); }
+
+// In the kernel before one launched by LaunchAfter: lets the dependent grid launch now.
+__device__ __forceinline__ void LaunchDependents() { asm volatile("griddepcontrol.launch_dependents;" ::: "memory"); }
+
 // Blocks of `kernel` the whole GPU holds at once (SMs × resident blocks per SM, at least 1), for
-// attention_decode's split choice; raises the kernel's dynamic shared-memory limit to smem first.
+// attention_decode's split choice (the kernel's dynamic shared-memory limit raised to smem first).
 template <typename Kernel>
 ffi::Error ResidentBlocks(Kernel kernel, int threads, size_t smem, const char* what, long long* out) {
   // The occupancy query is slow enough to show on the timeline of a 0.5 ms call: remember answers
@@ -323,9 +381,7 @@ ffi::Error ResidentBlocks(Kernel kernel, int threads, size_t smem, const char* w
   }
   if (ffi::Error err = CudaError(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device), what); err.failure())
     return err;
-  if (ffi::Error err = CudaError(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)), what);
-      err.failure())
-    return err;
+  if (ffi::Error err = RaiseSmemLimit(kernel, smem, what); err.failure()) return err;
   if (ffi::Error err = CudaError(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, smem), what);
       err.failure())
     return err;
@@ -333,6 +389,25 @@ ffi::Error ResidentBlocks(Kernel kernel, int threads, size_t smem, const char* w
   std::lock_guard<std::mutex> lock(mutex);
   known[key] = *out;
   return ffi::Error::Success();
+}
+
+// Splits of each of `items` independent work items (attention_decode: a (pair, row chunk); scores: a
+// (batch, row chunk)) of `tiles` tiles: every block streams the same number of whole tiles and `slots`
+// blocks run at once (SMs × resident blocks per SM), so over 1–8 waves pick the split count that
+// leaves the fewest slot-tiles idle, counting each block's fixed work (prologue; attention's lane
+// reduction, partials and their merge) as a quarter tile (ties: the fewest blocks).
+inline void ChooseSplits(long long items, long long tiles, long long slots, int* splits, int* tiles_per_split) {
+  constexpr double kBlockTiles = 0.25;
+  double best = -1.0;
+  for (long long waves = 1; waves <= 8; ++waves) {
+    long long s = waves * slots / items;
+    s = s < 1 ? 1 : (s > tiles ? tiles : s);
+    const long long per = (tiles + s - 1) / s;
+    s = (tiles + per - 1) / per;
+    const long long rounds = (items * s + slots - 1) / slots;
+    const double use = double(items * tiles) / (double(rounds) * double(slots) * (double(per) + kBlockTiles));
+    if (use > best + 1e-9) best = use, *splits = int(s), *tiles_per_split = int(per);
+  }
 }
 
 // Specialisations with everything compile-time (registers only, loops unrolled) for the shapes that

@@ -1,5 +1,5 @@
-// The rotation kernel (one thread per vector), shared by the rotate handler and by scores /
-// attention_decode, which rotate their queries once with it (each .cu has its own c_params).
+// The rotation kernel of the rotate handler: one thread per vector, the rotation prepared in c_params
+// (scores and attention_decode rotate their few queries a warp per vector instead: warp_rotate.cuh).
 #pragma once
 
 #include "cuda_common.cuh"
@@ -9,15 +9,6 @@ namespace cuda {
 // Internal linkage: each .cu is its own CUDA module with its own c_params, so nothing that touches
 // them (SetRotation, the kernels' host stubs) may be merged across translation units by the linker.
 namespace {
-
-struct RotateArgs {
-  const void* x;
-  void* y;
-  int in_dtype, out_dtype;
-  long long rows;
-  int in_w, out_w, n, kind;
-  float scale;  // multiplies the output (1, or attention's 1/√d folded into the query)
-};
 
 // y = Π [x; 0] (in_w = dim → out_w = n) or, with INV, (Πᵀ x)[:dim] (n → dim), computed in float32.
 template <int KIND, int N, bool INV>

@@ -1,5 +1,5 @@
-// scores on CUDA: ‖x‖ · ⟨Π q, ŷ⟩ straight from the codes. Queries are rotated once (RotateKernel into
-// scratch, with QJL also projected once), then one thread per encoded vector (two on the word-wise
+// scores on CUDA: ‖x‖ · ⟨Π q, ŷ⟩ straight from the codes. Queries are rotated once (a warp per query,
+// warp_rotate.cuh, into scratch, with QJL also projected once), then one thread per encoded vector (two on the word-wise
 // path with R ≥ 4) takes a block's R query rows against its packed row. Two targets:
 // rotorjax_scores, every query against every code (as on CPU), and rotorjax_grouped_scores, batch
 // b's queries (B, G, dim) against batch b's codes (B, T).
@@ -7,7 +7,7 @@
 // (code_words.cuh); otherwise the generic byte-wise CodeDot.
 #include "code_dot.cuh"
 #include "code_words.cuh"
-#include "rotate_kernel.cuh"
+#include "warp_rotate.cuh"
 
 namespace rotorjax {
 namespace cuda {
@@ -25,6 +25,7 @@ struct ScoresArgs {
   const float* centroids;
   long long T;
   int G, n, bits, m;
+  int tiles_per_block;  // consecutive key tiles of one (batch, row chunk); 1 off the word-wise path
   float divisor, qjl_scale;
   float* out;  // (B, G, T)
 };
@@ -46,12 +47,27 @@ __global__ void __launch_bounds__(kKeys) ScoresKernel(ScoresArgs a) {
   float* cen = WORDS ? CentroidTable::Place(smem) : smem;  // in a region of 256 floats
   float* q = smem + 256;
   float* qp = q + R * qs;
-  unsigned char* ct = reinterpret_cast<unsigned char*>(qp + R * ms);
-  unsigned char* st = ct + kTile * cs;
+  unsigned char* ct = reinterpret_cast<unsigned char*>(qp + R * ms);  // WORDS: two tiles, one in flight
+  unsigned char* st = ct + (WORDS ? 2 : 1) * kTile * cs;
 
-  const long long b = blockIdx.z, t0 = (long long)blockIdx.x * kTile;
-  const int r0 = blockIdx.y * R, valid = int(min((long long)kTile, a.T - t0));
+  const long long b = blockIdx.z, first = (long long)blockIdx.x * a.tiles_per_block;
+  const int r0 = blockIdx.y * R;
+  const int count = int(min((long long)a.tiles_per_block, (a.T + kTile - 1) / kTile - first));
+  // Starts staging tile i of the block's tiles into buffer i % 2 (WORDS; else the one buffer, count 1).
+  const auto stage = [&](int i) {
+    const long long t0 = (first + i) * kTile, row0 = b * a.T + t0;
+    const int valid = int(min((long long)kTile, a.T - t0));
+    unsigned char* tile = ct + (i & 1) * kTile * cs;
+    if constexpr (WORDS) {
+      StageWordRowsAsync<BITS>(a.codes + row0 * nbytes, valid, tile);
+    } else {
+      StageIn<U8>(a.codes + row0 * nbytes, (long long)valid * nbytes, nbytes, tile, cs);
+      ZeroPad(tile, valid, cs, nbytes, GroupedBytes(n, bits));
+    }
+  };
+  stage(0);
   for (int i = threadIdx.x; i < (1 << bits); i += blockDim.x) cen[i] = a.centroids[i];
+  GridDependencyWait();  // the rotated queries (and QJL projections) come from the kernels before
   for (int i = threadIdx.x; i < R * qs; i += blockDim.x) {
     const int r = i / qs, c = i % qs;
     q[i] = (r0 + r < a.G && c < n) ? a.qrot[(b * a.G + r0 + r) * n + c] : 0.0f;
@@ -60,54 +76,59 @@ __global__ void __launch_bounds__(kKeys) ScoresKernel(ScoresArgs a) {
     const int r = i / ms, c = i % ms;
     qp[i] = (r0 + r < a.G && c < a.m) ? a.qproj[(b * a.G + r0 + r) * a.m + c] : 0.0f;
   }
-  const long long row0 = b * a.T + t0;
-  if constexpr (WORDS) {
-    StageWordRows<BITS>(a.codes + row0 * nbytes, valid, ct);
-  } else {
-    StageIn<U8>(a.codes + row0 * nbytes, (long long)valid * nbytes, nbytes, ct, cs);
-    ZeroPad(ct, valid, cs, nbytes, GroupedBytes(n, bits));
-  }
-  if (a.m) StageIn<U8>(a.qjl_bits + row0 * qbytes, (long long)valid * qbytes, qbytes, st, ss);
-  __syncthreads();
 
-  // Thread t takes keys t + k·kKeys (coalesced norms and outputs for each k); a key past the tile
-  // recomputes key t and is not stored.
   const int t = threadIdx.x;
-  if (t >= valid) return;
-  int key[KP];
+  for (int i = 0; i < count; ++i) {
+    const long long t0 = (first + i) * kTile, row0 = b * a.T + t0;
+    const int valid = int(min((long long)kTile, a.T - t0));
+    if (a.m) StageIn<U8>(a.qjl_bits + row0 * qbytes, (long long)valid * qbytes, qbytes, st, ss);
+    if constexpr (WORDS) asm volatile("cp.async.wait_all;\n" ::: "memory");
+    // Tile i (and on the first pass the queries) staged; every thread is done with tile i − 1, whose
+    // buffer now takes tile i + 1.
+    __syncthreads();
+    if (WORDS && i + 1 < count) stage(i + 1);
+    const unsigned char* tile = ct + (i & 1) * kTile * cs;
+
+    // Thread t takes keys t + k·kKeys (coalesced norms and outputs for each k); a key past the tile
+    // recomputes key t and is not stored.
+    if (t < valid) {
+      int key[KP];
 #pragma unroll
-  for (int k = 0; k < KP; ++k) key[k] = t + k * kKeys < valid ? t + k * kKeys : t;
-  float s[KP][R] = {};
-  if constexpr (WORDS) {
-    unsigned w[KP][WordRow<BITS>::kWords];
+      for (int k = 0; k < KP; ++k) key[k] = t + k * kKeys < valid ? t + k * kKeys : t;
+      float s[KP][R] = {};
+      if constexpr (WORDS) {
+        unsigned w[KP][WordRow<BITS>::kWords];
 #pragma unroll
-    for (int k = 0; k < KP; ++k) LoadWordRow<BITS>(ct + key[k] * cs, w[k]);
-    WordDot<R, KP, BITS>(w, CentroidTable(cen), q, qs, s);
-  } else {
-    CodeDot<R, BITS>(ct + t * cs, n, bits, cen, q, qs, s[0]);
-  }
-#pragma unroll
-  for (int k = 0; k < KP; ++k) {
-    if (a.m) {  // QJL: + γ √(π/2)/m · ⟨S Π q, 2z − 1⟩
-      float sk[R] = {};
-      for (int j = 0; j < qbytes; ++j) {
-        int z[8];
-        rj_unpack(st + key[k] * ss + j, 8, 1, 1, z);
-#pragma unroll
-        for (int r = 0; r < R; ++r)
-#pragma unroll
-          for (int i = 0; i < 8; ++i) sk[r] += qp[r * ms + 8 * j + i] * (2.0f * float(z[i]) - 1.0f);
+        for (int k = 0; k < KP; ++k) LoadWordRow<BITS>(tile + key[k] * cs, w[k]);
+        WordDot<R, KP, BITS>(w, CentroidTable(cen), q, qs, s);
+      } else {
+        CodeDot<R, BITS>(tile + t * cs, n, bits, cen, q, qs, s[0]);
       }
-      const float g = a.gamma[row0 + key[k]] * a.qjl_scale;
 #pragma unroll
-      for (int r = 0; r < R; ++r) s[k][r] += g * sk[r];
-    }
-    if (t + k * kKeys < valid) {
-      const float norm = a.norms[row0 + key[k]];
+      for (int k = 0; k < KP; ++k) {
+        if (a.m) {  // QJL: + γ √(π/2)/m · ⟨S Π q, 2z − 1⟩
+          float sk[R] = {};
+          for (int j = 0; j < qbytes; ++j) {
+            int z[8];
+            rj_unpack(st + key[k] * ss + j, 8, 1, 1, z);
 #pragma unroll
-      for (int r = 0; r < R; ++r)
-        if (r0 + r < a.G) a.out[(b * a.G + r0 + r) * a.T + t0 + key[k]] = s[k][r] / a.divisor * norm;
+            for (int r = 0; r < R; ++r)
+#pragma unroll
+              for (int i = 0; i < 8; ++i) sk[r] += qp[r * ms + 8 * j + i] * (2.0f * float(z[i]) - 1.0f);
+          }
+          const float g = a.gamma[row0 + key[k]] * a.qjl_scale;
+#pragma unroll
+          for (int r = 0; r < R; ++r) s[k][r] += g * sk[r];
+        }
+        if (t + k * kKeys < valid) {
+          const float norm = a.norms[row0 + key[k]];
+#pragma unroll
+          for (int r = 0; r < R; ++r)
+            if (r0 + r < a.G) a.out[(b * a.G + r0 + r) * a.T + t0 + key[k]] = s[k][r] / a.divisor * norm;
+        }
+      }
     }
+    if (a.m) __syncthreads();  // the QJL tile is restaged next pass
   }
 }
 
@@ -118,12 +139,23 @@ __global__ void ProjectKernel(float* qrot, const float* s, int rows, int m, int 
 }
 
 template <int R, int BITS, bool WORDS>
-ffi::Error LaunchScores(cudaStream_t stream, long long B, const ScoresArgs& a) {
+ffi::Error LaunchScores(cudaStream_t stream, long long B, ScoresArgs a) {
   const int cs = CodeTileStride(WORDS, a.n, a.bits), ss = ByteStride(rj_packed_size(a.m, 1));
   constexpr int kTile = kKeys * KeysPerThread<R, WORDS>();
-  const size_t smem = (256 + R * QueryStride(a.n) + R * QueryStride(a.m)) * sizeof(float) + kTile * (cs + ss);
-  const dim3 grid(unsigned((a.T + kTile - 1) / kTile), unsigned((a.G + R - 1) / R), unsigned(B));
-  return Launch(ScoresKernel<R, BITS, WORDS>, grid, kKeys, smem, stream, a, "scores");
+  const size_t smem = (256 + R * QueryStride(a.n) + R * QueryStride(a.m)) * sizeof(float) +
+                      kTile * ((WORDS ? 2 : 1) * cs + ss);
+  const long long tiles = (a.T + kTile - 1) / kTile, chunks = (a.G + R - 1) / R;
+  // Word-wise: each block streams consecutive tiles, one in flight while it computes on the other.
+  a.tiles_per_block = 1;
+  if (WORDS) {
+    long long resident = 0;
+    int splits = 1;
+    if (ffi::Error err = ResidentBlocks(ScoresKernel<R, BITS, WORDS>, kKeys, smem, "scores", &resident); err.failure())
+      return err;
+    ChooseSplits(chunks * B, tiles, resident, &splits, &a.tiles_per_block);
+  }
+  const dim3 grid(unsigned((tiles + a.tiles_per_block - 1) / a.tiles_per_block), unsigned(chunks), unsigned(B));
+  return LaunchAfter(ScoresKernel<R, BITS, WORDS>, grid, kKeys, smem, stream, a, "scores");
 }
 
 template <int R>
@@ -175,25 +207,22 @@ ffi::Error ScoresImpl(cudaStream_t stream, ffi::AnyBuffer q, ffi::Buffer<ffi::U8
     return Invalid(std::string(op) + ": output must hold one score per (query, code) pair");
   if (B * G * T == 0) return ffi::Error::Success();
 
-  void* rot_buf = nullptr;
   void* qrot = nullptr;
   void* qproj = nullptr;
-  if (ffi::Error err = scratch.Allocate(RotationScratchBytes(rot), &rot_buf); err.failure()) return err;
   if (ffi::Error err = scratch.Allocate(size_t(qs.rows) * rot.n * sizeof(float), &qrot); err.failure()) return err;
   if (qjl.s)
     if (ffi::Error err = scratch.Allocate(size_t(qs.rows) * qjl.m * sizeof(float), &qproj); err.failure()) return err;
-  if (ffi::Error err = SetRotation(stream, rot, params.typed_data(), static_cast<float*>(rot_buf)); err.failure())
-    return err;
-  const RotateArgs ra{q.untyped_data(), qrot, DtypeOf(q.element_type()), kF32, qs.rows, rot.dim, rot.n, rot.n,
-                      rot.kind, 1.0f};
-  if (ffi::Error err = LaunchRotate<false>(stream, rot, ra); err.failure()) return err;
+  const WarpRotateArgs ra{{q.untyped_data(), qrot, DtypeOf(q.element_type()), kF32, qs.rows, rot.dim, rot.n, rot.n,
+                           rot.kind, 1.0f},
+                          false, params.typed_data()};
+  if (ffi::Error err = LaunchWarpRotate(stream, ra, "rotating the queries"); err.failure()) return err;
   if (qjl.s) {
     ProjectKernel<<<unsigned((qs.rows + 127) / 128), 128, 0, stream>>>(static_cast<float*>(qrot), qjl.s, int(qs.rows),
                                                                        qjl.m, rot.n, static_cast<float*>(qproj));
     if (ffi::Error err = LaunchError("projecting the queries"); err.failure()) return err;
   }
   const ScoresArgs a{static_cast<float*>(qrot), static_cast<float*>(qproj), codes.typed_data(), norms.typed_data(),
-                     qjl.bits, qjl.gamma, centroids.typed_data(), T, int(G), rot.n, int(bits), qjl.m, divisor,
+                     qjl.bits, qjl.gamma, centroids.typed_data(), T, int(G), rot.n, int(bits), qjl.m, 1, divisor,
                      qjl.s ? rj_qjl_scale(qjl.m) : 0.0f, out->typed_data()};
   switch (RowsPerChunk(int(G < 8 ? G : 8))) {
     case 1: return LaunchScoresBits<1>(stream, B, a);

@@ -237,6 +237,9 @@ RJ_FN void rj_block_rotation(RJ_THREAD float* v, int lanes, RJ_PARAM float* mats
   for (int g = 0; g < num_blocks; ++g) rj_block_apply(v + g * k * lanes, lanes, mats + g * k * k, k, inverse);
 }
 
+/* Butterfly q (of p/2) at stride h pairs coordinate j = (q / h)·2h + q % h with j + h. */
+RJ_FN int rj_butterfly_index(int q, int h) { return ((q & ~(h - 1)) << 1) | (q & (h - 1)); }
+
 /* Normalised Walsh–Hadamard transform in place over p = 2^j coordinates, times `scale`, Sylvester order:
  * y_i = p^{-1/2} Σ_j (-1)^{popcount(i & j)} x_j. Butterfly at stride h pairs (i, i + h) within each
  * block of 2h: (a, b) → (a + b, a − b). Orthogonal and its own inverse. */
@@ -250,7 +253,7 @@ RJ_FN void rj_fwht_scaled(RJ_THREAD float* v, int p, int lanes, float scale) {
      * below it leaves the inner loops rolled: 512 bytes of local memory per thread at p = 128). */
     RJ_UNROLL
     for (int q = 0; q < p / 2; ++q) {
-      const int j = ((q & ~(h - 1)) << 1) | (q & (h - 1));
+      const int j = rj_butterfly_index(q, h);
 #else
     /* Nested loops (trip counts p/2h and h): the CPU compiler sees contiguous, non-overlapping a/b
      * rows (the single loop above vectorised 4× slower with GCC 12). */
