@@ -74,16 +74,19 @@ __device__ __forceinline__ void WarpStoreRows(const uint4* slice, int valid, uin
 }
 
 // The tile of the calling warp (32 rows of kChunks chunks each from src, one tile per warp of the
-// grid): copies its rows into the warp's slice (rows kStride chunks apart), then every lane calls
-// fn(tile, valid rows). (A persistent loop that prefetched the next tile while computing this one
-// must hold the whole vector in registers while it issues the copy; at the 168 registers of 3 blocks
-// per SM ptxas then spilled ~450 bytes per lane.)
-template <int kChunks, int kStride = ChunkStride(kChunks), typename Fn>
-__device__ __forceinline__ void WithWarpTile(const uint4* src, long long rows, uint4* slice, Fn&& fn) {
+// grid): starts copying its rows into the warp's slice (rows kStride chunks apart), runs the block-wide
+// prologue() on every thread while the copy is in flight, then every lane of a warp with rows calls
+// fn(tile, valid rows). (A persistent loop, a warp copying its next tile while computing this one, made
+// ptxas spill 450–500 bytes per lane at the 168 registers of 3 blocks per SM, wherever the copy was
+// issued; the loop alone did.)
+template <int kChunks, int kStride = ChunkStride(kChunks), typename Prologue, typename Fn>
+__device__ __forceinline__ void WithWarpTile(const uint4* src, long long rows, uint4* slice, Prologue&& prologue,
+                                             Fn&& fn) {
   const long long t = (long long)blockIdx.x * kFastWarps + threadIdx.x / 32;
-  if (t * kWarpRows >= rows) return;
-  const int valid = int(min((long long)kWarpRows, rows - t * kWarpRows));
-  WarpCopyRowsAsync<kChunks, kStride>(src + t * kWarpRows * kChunks, valid, slice);
+  const int valid = t * kWarpRows < rows ? int(min((long long)kWarpRows, rows - t * kWarpRows)) : 0;
+  if (valid) WarpCopyRowsAsync<kChunks, kStride>(src + t * kWarpRows * kChunks, valid, slice);
+  prologue();
+  if (!valid) return;
   WarpWaitRows();
   fn(t, valid);
 }
