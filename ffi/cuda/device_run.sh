@@ -2,6 +2,7 @@
 # One call on the GPU machine (issue 7): build with the CUDA kernels, benchmark, test, sanitize.
 # Logs go to $OUT (the device tool's folder); stages have time limits so the call ends inside 10 min.
 #   bash ffi/cuda/device_run.sh [stages...]   (default: build bench tests sanitize profile)
+#   other stages: trace (GPU timeline), sharded (2+ GPUs), sass (instructions per kernel)
 #   BENCH_SECTIONS=codec,scores,attention selects what the bench stage times.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -37,8 +38,14 @@ for s in $stages; do
       wait ;;
     trace) step trace 120 python3 benchmarks/cuda_trace.py ;;  # GPU timeline of one call per op
     sharded) step sharded 150 python3 benchmarks/cuda_sharded.py ;;  # needs 2+ GPUs (kind nvidia-h200-x2)
-    profile) step profile 60 ncu --clock-control none --section SpeedOfLight --section LaunchStats --section Occupancy \
+    profile) step profile 90 ncu --clock-control none --section SpeedOfLight --section LaunchStats --section Occupancy --section WarpStateStats \
+        --metrics 'regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio' \
         --kernel-name regex:'(Encode|Decode|Scores|Attention)(Rows)?Kernel' --launch-count 5 python3 benchmarks/cuda_profile.py ;;
+    sass)  # instructions per kernel (the whole SASS comes back gzipped), for counting what a change cut
+      so=$(python3 -c "import rotorjax._rotorjax_cuda as m; print(m.__file__)")
+      cuobjdump -sass "$so" | gzip > "$OUT/sass.gz"
+      zcat "$OUT/sass.gz" | awk '/Function :/ {if (f) print n, f; f = $3; n = 0} /^ +\/\*[0-9a-f]+\*\/ / {n++}
+        END {print n, f}' | c++filt | grep -E 'Rows|Scores|Attention|Merge|Rotate' | cut -c1-200 ;;
     *) echo "unknown stage $s" ;;
   esac
 done
