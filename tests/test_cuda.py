@@ -144,7 +144,8 @@ def test_qjl_matches_reference(kind, dim, bits, key):
 
 
 @pytest.mark.parametrize("kind,dim,bits", [("rotor-mix", 128, 4), ("rotor-mix", 128, 3), ("haar", 64, 4),
-                                           ("rotor", 37, 2), ("iso", 96, 5)])
+                                           ("rotor", 37, 2), ("iso", 96, 5), ("rotor-mix", 50, 4),
+                                           ("hadamard", 48, 3)])
 @pytest.mark.parametrize("dtype", (jnp.float32, jnp.bfloat16), ids=lambda d: jnp.dtype(d).name)
 def test_scores_match_reference(kind, dim, bits, dtype, key):
     kq, rq = _quant(dim, bits, kind, key)
@@ -178,6 +179,7 @@ ATTN = [
     ("rotor-mix", 4, "hadamard", 2, 6, 3, 3),
     ("planar", 5, "rotor", 3, 2, 2, 2),
     ("haar", 4, "haar", 4, 16, 2, 1),
+    ("hadamard", 3, "iso", 4, 4, 2, 1),
 ]
 
 
