@@ -5,15 +5,6 @@ rj_unpack's indices, and rj_rotate_scaled must equal rj_rotate followed by the s
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-from pathlib import Path
-
-import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-CXX = shutil.which("clang++") or shutil.which("g++") or shutil.which("c++")
-
 PROGRAM = r"""
 #include "rotorjax/kernel_math.h"
 #include <cmath>
@@ -70,13 +61,5 @@ int main() {
 """
 
 
-@pytest.mark.skipif(CXX is None, reason="needs a C++ compiler")
-def test_word_packing_and_scaled_rotation_match_the_reference_functions(tmp_path):
-    src = tmp_path / "header_check.cc"
-    src.write_text(PROGRAM)
-    exe = tmp_path / "header_check"
-    build = subprocess.run([CXX, "-std=c++17", "-O1", "-I", str(ROOT / "ffi" / "include"), str(src), "-o", str(exe)],
-                           capture_output=True, text=True)
-    assert build.returncode == 0, build.stderr
-    run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0 and "bad=0" in run.stdout, run.stdout[-3000:]
+def test_word_packing_and_scaled_rotation_match_the_reference_functions(run_cxx):
+    run_cxx(PROGRAM, timeout=120)
