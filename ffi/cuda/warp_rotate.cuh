@@ -1,8 +1,9 @@
 // A warp rotates one vector held in shared memory, its lanes sharing out each step's independent
 // pieces (blocks of a stage, butterflies of a Walsh–Hadamard stage) between __syncwarp()s. The block
 // matrices come straight from the raw parameters, so the few vectors a scores or attention_decode call
-// rotates (its queries, attention's outputs) need no prepared constant buffer, and their rotation takes
-// a few hundred cycles instead of a thread's ~4,000 dependent instructions. The maths is the header's
+// rotates (its queries, attention's outputs) need no prepared constant buffer, and no thread runs a
+// whole rotation's ~4,000 dependent instructions (128 queries: 7–8 µs on the H200, against 15 µs a
+// thread per query, plus the preparation kernel and copy it no longer needs). The maths is the header's
 // (rj_block_matrices, rj_block_apply, rj_butterfly_index, the rotor-mix order of rj_rotor_mix); only the
 // sharing out is here. Shared-memory reads and writes of one step touch distinct coordinates.
 #pragma once
