@@ -40,7 +40,8 @@ __global__ void __launch_bounds__(kFastWarps * kWarpRows, 3) DecodeRowsKernel(De
   // there stalled the lane (ncu: long-scoreboard stalls 1.5 cycles per instruction issued).
   const long long row = ((long long)blockIdx.x * kFastWarps + threadIdx.x / 32) * kWarpRows + lane;
   const float norm = row < a.rows ? a.norms[row] : 0.0f;
-  WithWarpTile<kIn, kStride>(reinterpret_cast<const uint4*>(a.codes), a.rows, slice, prologue, [&](long long tile, int valid) {
+  const uint4* codes = reinterpret_cast<const uint4*>(a.codes);
+  WithWarpTile<kIn, kStride>(codes, a.rows, slice, prologue, [&](long long tile, int valid) {
     if (lane < valid) {
       unsigned int words[N * BITS / 32];
       RowToWords(slice + lane * kStride, words);

@@ -1,10 +1,11 @@
-// scores on CUDA: ‖x‖ · ⟨Π q, ŷ⟩ straight from the codes. Queries are rotated once (a warp per query,
-// warp_rotate.cuh, into scratch, with QJL also projected once), then one thread per encoded vector (two on the word-wise
-// path with R ≥ 4) takes a block's R query rows against its packed row. Two targets:
-// rotorjax_scores, every query against every code (as on CPU), and rotorjax_grouped_scores, batch
-// b's queries (B, G, dim) against batch b's codes (B, T).
+// scores on CUDA: ‖x‖ · ⟨Π q, ŷ⟩ straight from the codes. Queries are rotated once (a warp per
+// query, warp_rotate.cuh, into scratch, with QJL also projected once), then one thread per encoded
+// vector (two on the word-wise path with R ≥ 4) takes a block's R query rows against its packed row.
+// Two targets: rotorjax_scores, every query against every code (as on CPU), and
+// rotorjax_grouped_scores, batch b's queries (B, G, dim) against batch b's codes (B, T).
 // WORDS (n = 128, bits 2/3/4, 16-byte aligned codes): rows staged and read as whole words
-// (code_words.cuh); otherwise the generic byte-wise CodeDot.
+// (code_words.cuh), each block streaming consecutive tiles with the next one in flight; otherwise the
+// generic byte-wise CodeDot, a tile per block.
 #include "code_dot.cuh"
 #include "code_words.cuh"
 #include "warp_rotate.cuh"
