@@ -355,8 +355,7 @@ ffi::Error AttentionImpl(cudaStream_t stream, ffi::AnyBuffer q,
 }  // namespace
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(AttentionDecode, AttentionImpl,
-                              ffi::Ffi::Bind()
-                                  .Ctx<ffi::PlatformStream<cudaStream_t>>()
+                              CudaBind()
                                   .Arg<ffi::AnyBuffer>()
                                   .Arg<ffi::Buffer<ffi::U8>>()
                                   .Arg<ffi::Buffer<ffi::F32>>()

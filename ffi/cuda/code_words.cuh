@@ -69,18 +69,15 @@ __device__ __forceinline__ void StageWordRows(const unsigned char* src, int rows
     *reinterpret_cast<uint4*>(tile + (ch / W::kChunks) * W::kStride + (ch % W::kChunks) * 16) = __ldg(s + ch);
 }
 
-// StageWordRows without waiting: cp.async copies, committed as one group (cp.async.wait_all, then a
+// StageWordRows without waiting: cp.async copies, committed as one group (WaitCopies, then a
 // barrier, before the tile is read), so a block can compute on one tile while the next one lands.
 template <int BITS>
 __device__ __forceinline__ void StageWordRowsAsync(const unsigned char* src, int rows, unsigned char* tile) {
   using W = WordRow<BITS>;
   const uint4* s = reinterpret_cast<const uint4*>(src);
   for (int ch = threadIdx.x; ch < rows * W::kChunks; ch += blockDim.x)
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(unsigned(__cvta_generic_to_shared(
-                     tile + (ch / W::kChunks) * W::kStride + (ch % W::kChunks) * 16))),
-                 "l"(s + ch)
-                 : "memory");
-  asm volatile("cp.async.commit_group;\n" ::: "memory");
+    CopyAsync16(tile + (ch / W::kChunks) * W::kStride + (ch % W::kChunks) * 16, s + ch);
+  CommitCopies();
 }
 
 // A tile row into registers, 16 bytes at a time.

@@ -83,7 +83,7 @@ __global__ void __launch_bounds__(kKeys) ScoresKernel(ScoresArgs a) {
     const long long t0 = (first + i) * kTile, row0 = b * a.T + t0;
     const int valid = int(min((long long)kTile, a.T - t0));
     if (a.m) StageIn<U8>(a.qjl_bits + row0 * qbytes, (long long)valid * qbytes, qbytes, st, ss);
-    if constexpr (WORDS) asm volatile("cp.async.wait_all;\n" ::: "memory");
+    if constexpr (WORDS) WaitCopies();
     // Tile i (and on the first pass the queries) staged; every thread is done with tile i − 1, whose
     // buffer now takes tile i + 1.
     __syncthreads();

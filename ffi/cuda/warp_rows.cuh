@@ -20,7 +20,8 @@ constexpr int kFastWarps = 4;  // warps per block of the fast kernels
 // Starts copying `valid` rows of kChunks chunks each from src (16-byte aligned) into the slice, rows
 // kStride chunks apart; WarpWaitRows completes the copy for the whole warp. Chunk e = 32 j + lane is
 // chunk e % kChunks of row e / kChunks. When kChunks divides 32 that is row j·32/kChunks + lane/kChunks,
-// so each copy is one shared and one global base per lane plus immediate offsets.
+// so each copy is one shared and one global base per lane plus immediate offsets (CopyAsync16 with
+// the offsets added to its operands in registers instead).
 template <int kSharedOffset, int kGlobalOffset>
 __device__ __forceinline__ void CopyChunkAsync(unsigned shared, const uint4* global) {
   asm volatile("cp.async.cg.shared.global [%0+%2], [%1+%3], 16;\n" ::"r"(shared), "l"(global), "n"(kSharedOffset),
@@ -44,18 +45,14 @@ __device__ __forceinline__ void WarpCopyRowsAsync(const uint4* src, int valid, u
 #pragma unroll
     for (int j = 0; j < kChunks; ++j) {
       const int e = j * 32 + lane;
-      if (e < valid * kChunks)
-        asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(unsigned(__cvta_generic_to_shared(
-                         slice + e / kChunks * kStride + e % kChunks))),
-                     "l"(src + e)
-                     : "memory");
+      if (e < valid * kChunks) CopyAsync16(slice + e / kChunks * kStride + e % kChunks, src + e);
     }
   }
-  asm volatile("cp.async.commit_group;\n" ::: "memory");
+  CommitCopies();
 }
 
 __device__ __forceinline__ void WarpWaitRows() {
-  asm volatile("cp.async.wait_all;\n" ::: "memory");
+  WaitCopies();
   __syncwarp();
 }
 
