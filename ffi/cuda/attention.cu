@@ -49,8 +49,7 @@ __global__ void __launch_bounds__(kTokens) AttentionKernel(AttnArgs a) {
   float* vcen = WORDS ? CentroidTable::Place(smem + 256) : smem + 256;
   float* q = smem + 512;                // R × qs
   float* prob = q + R * qs;             // R × kTokens: scores, then probabilities × ‖v‖
-  float* knorm = prob + R * kTokens;    // kTokens
-  float* vnorm = knorm + kTokens;       // kTokens
+  float* vnorm = prob + R * kTokens;    // kTokens
   float* stat = vnorm + kTokens;        // R × 3: running max, running sum, this tile's rescale
   float* work = stat + 4 * R;           // K and V byte tiles; after the last tile, the lane reduction
   unsigned char* kt = reinterpret_cast<unsigned char*>(work);
@@ -70,6 +69,24 @@ __global__ void __launch_bounds__(kTokens) AttentionKernel(AttnArgs a) {
   long long end = begin + (long long)a.tiles_per_split * kTokens;
   end = end < maxlim ? end : maxlim;
 
+  // Starts staging the K (V) codes of the tile at tok into kt (vt): word-wise as one cp.async group (an
+  // empty group past the split, which keeps the groups' count the same on every pass), else at once.
+  const auto stage = [&](long long tok, bool values) {
+    const int valid = int(tok < end ? (end - tok < kTokens ? end - tok : kTokens) : 0);
+    const long long row0 = (long long)p * a.T + tok;
+    if constexpr (WORDS) {
+      if (values) StageWordRowsAsync<VB>(a.vc + row0 * nvb, valid, vt);
+      else StageWordRowsAsync<KB>(a.kc + row0 * nkb, valid, kt);
+    } else if (valid) {
+      const int nb = values ? nvb : nkb, cs = values ? csv : csk, n = values ? nv : nk, bits = values ? vbits : kbits;
+      unsigned char* tile = values ? vt : kt;
+      StageIn<U8>((values ? a.vc : a.kc) + row0 * nb, (long long)valid * nb, nb, tile, cs);
+      ZeroPad(tile, valid, cs, nb, GroupedBytes(n, bits));
+    }
+  };
+  // The first tile's codes load while the kernel before finishes (they do not come from it).
+  stage(begin, false);
+  stage(begin, true);
   for (int i = tid; i < 1 << kbits; i += kTokens) kcen[i] = a.kcen[i];
   for (int i = tid; i < 1 << vbits; i += kTokens) vcen[i] = a.vcen[i];
   GridDependencyWait();  // the rotated queries come from the kernel before
@@ -87,20 +104,13 @@ __global__ void __launch_bounds__(kTokens) AttentionKernel(AttnArgs a) {
   const bool vthread = cg < groups;
   float acc[R][8] = {};
 
+  // Each tile's K codes load while the block works on the values of the tile before, and its V codes
+  // while it scores its keys; the norms load into registers at the start of the tile.
   for (long long tok0 = begin; tok0 < end; tok0 += kTokens) {
     const int valid = int(end - tok0 < kTokens ? end - tok0 : kTokens);
     const long long row0 = (long long)p * a.T + tok0;
-    if constexpr (WORDS) {
-      StageWordRows<KB>(a.kc + row0 * nkb, valid, kt);
-      StageWordRows<VB>(a.vc + row0 * nvb, valid, vt);
-    } else {
-      StageIn<U8>(a.kc + row0 * nkb, (long long)valid * nkb, nkb, kt, csk);
-      StageIn<U8>(a.vc + row0 * nvb, (long long)valid * nvb, nvb, vt, csv);
-      ZeroPad(kt, valid, csk, nkb, GroupedBytes(nk, kbits));
-      ZeroPad(vt, valid, csv, nvb, GroupedBytes(nv, vbits));
-    }
-    knorm[tid] = tid < valid ? a.kn[row0 + tid] : 0.0f;
-    vnorm[tid] = tid < valid ? a.vn[row0 + tid] : 0.0f;
+    const float kn = tid < valid ? a.kn[row0 + tid] : 0.0f, vn = tid < valid ? a.vn[row0 + tid] : 0.0f;
+    WaitCopies<1>();  // K codes here; V may be in flight
     __syncthreads();
 
     // Scores of this thread's token for the R rows (−∞ where masked or past the tile).
@@ -117,9 +127,11 @@ __global__ void __launch_bounds__(kTokens) AttentionKernel(AttnArgs a) {
       }
 #pragma unroll
       for (int r = 0; r < R; ++r)
-        prob[r * kTokens + tid] = tid < valid && tok0 + tid < lim[r] ? s[0][r] * knorm[tid] : -INFINITY;
+        prob[r * kTokens + tid] = tid < valid && tok0 + tid < lim[r] ? s[0][r] * kn : -INFINITY;
+      vnorm[tid] = vn;
     }
     __syncthreads();
+    stage(tok0 + kTokens, false);
 
     // Online softmax: warp w takes rows w, w + 4, ...
     for (int r = tid / 32; r < R; r += kTokens / 32) {
@@ -151,6 +163,7 @@ __global__ void __launch_bounds__(kTokens) AttentionKernel(AttnArgs a) {
         stat[3 * r + 2] = alpha;
       }
     }
+    WaitCopies<1>();  // V codes here; the next K may be in flight
     __syncthreads();
 
     // Σ p · ‖v‖ · c_V[idx] in the values' rotated domain.
@@ -183,6 +196,7 @@ __global__ void __launch_bounds__(kTokens) AttentionKernel(AttnArgs a) {
       }
     }
     __syncthreads();
+    stage(tok0 + kTokens, true);
   }
 
   // Reduce the token lanes (the byte tiles are free now) and write this split's partial sums.
@@ -257,7 +271,7 @@ AttnPlan PlanAs(const AttnArgs& a) {
   const int csk = CodeTileStride(WORDS, a.nk, a.kbits), csv = CodeTileStride(WORDS, a.nv, a.vbits);
   const int groups = (a.nv + 7) / 8, lanes = kTokens / groups;
   const size_t tiles = size_t(kTokens) * (csk + csv), red = size_t(lanes) * R * groups * 8 * sizeof(float);
-  const size_t smem = (512 + R * QueryStride(a.nk) + R * kTokens + 2 * kTokens + 4 * R) * sizeof(float) +
+  const size_t smem = (512 + R * QueryStride(a.nk) + R * kTokens + kTokens + 4 * R) * sizeof(float) +
                       (tiles > red ? tiles : red);
   return {AttentionKernel<R, KB, VB, WORDS>, smem};
 }

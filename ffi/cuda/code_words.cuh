@@ -60,17 +60,9 @@ struct CentroidTable {
 };
 
 // Block-cooperative copy of `rows` packed rows (16-byte aligned source) into a tile of
-// WordRow<BITS>::kStride-byte rows: consecutive threads, consecutive 16-byte chunks.
-template <int BITS>
-__device__ __forceinline__ void StageWordRows(const unsigned char* src, int rows, unsigned char* tile) {
-  using W = WordRow<BITS>;
-  const uint4* s = reinterpret_cast<const uint4*>(src);
-  for (int ch = threadIdx.x; ch < rows * W::kChunks; ch += blockDim.x)
-    *reinterpret_cast<uint4*>(tile + (ch / W::kChunks) * W::kStride + (ch % W::kChunks) * 16) = __ldg(s + ch);
-}
-
-// StageWordRows without waiting: cp.async copies, committed as one group (WaitCopies, then a
-// barrier, before the tile is read), so a block can compute on one tile while the next one lands.
+// WordRow<BITS>::kStride-byte rows, consecutive threads taking consecutive 16-byte chunks. The copies
+// are cp.async, committed as one group (WaitCopies, then a barrier, before the tile is read), so a
+// block can compute on one tile while the next one lands.
 template <int BITS>
 __device__ __forceinline__ void StageWordRowsAsync(const unsigned char* src, int rows, unsigned char* tile) {
   using W = WordRow<BITS>;

@@ -76,15 +76,16 @@ __host__ __device__ __forceinline__ decltype(auto) WithDtype(int dtype, Fn&& fn)
 }
 
 // cp.async, 16 bytes global → shared without passing through registers. CommitCopies closes the
-// calling thread's copies into a group; WaitCopies waits for all of its groups (a barrier must follow
-// before other threads read what they copied).
+// calling thread's copies into a group; WaitCopies<N> waits for all of its groups but the N most
+// recent (a barrier must follow before other threads read what they copied).
 __device__ __forceinline__ void CopyAsync16(void* shared, const void* global) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(unsigned(__cvta_generic_to_shared(shared))),
                "l"(global)
                : "memory");
 }
 __device__ __forceinline__ void CommitCopies() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-__device__ __forceinline__ void WaitCopies() { asm volatile("cp.async.wait_all;\n" ::: "memory"); }
+template <int N = 0>
+__device__ __forceinline__ void WaitCopies() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory"); }
 
 // Block-cooperative copy of `count` consecutive elements of a row-major (rows, width) array, starting
 // at a row boundary of `src`, into a shared tile: element e goes to tile[(e / width) * stride + e % width].

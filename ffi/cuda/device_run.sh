@@ -38,9 +38,12 @@ for s in $stages; do
       wait ;;
     trace) step trace 120 python3 benchmarks/cuda_trace.py ;;  # GPU timeline of one call per op
     sharded) step sharded 150 python3 benchmarks/cuda_sharded.py ;;  # needs 2+ GPUs (kind nvidia-h200-x2)
-    profile) step profile 90 ncu --clock-control none --section SpeedOfLight --section LaunchStats --section Occupancy --section WarpStateStats \
-        --metrics 'regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio' \
-        --kernel-name regex:'(Encode|Decode|Scores|Attention)(Rows)?Kernel' --launch-count 5 python3 benchmarks/cuda_profile.py ;;
+    # PROFILE_KERNELS narrows the kernels (a regex); the shared-memory counts tell instructions from wavefronts.
+    profile) stalls=$(printf 'smsp__average_warps_issue_stalled_%s_per_issue_active.ratio,' barrier long_scoreboard short_scoreboard \
+        mio_throttle lg_throttle math_pipe_throttle not_selected selected wait no_instruction imc_miss dispatch_stall)
+      step profile 90 ncu --clock-control none --section SpeedOfLight --section LaunchStats --section Occupancy --section WarpStateStats \
+        --metrics "${stalls}smsp__inst_executed.sum,smsp__inst_executed_op_shared_ld.sum,l1tex__data_pipe_lsu_wavefronts_mem_shared_op_ld.sum,l1tex__data_bank_conflicts_pipe_lsu_mem_shared_op_ld.sum,l1tex__data_pipe_lsu_wavefronts_mem_shared.sum" \
+        --kernel-name regex:"${PROFILE_KERNELS:-(Encode|Decode|Scores|Attention)(Rows)?Kernel}" --launch-count 5 python3 benchmarks/cuda_profile.py ;;
     sass)  # instructions per kernel (the whole SASS comes back gzipped), for counting what a change cut
       so=$(python3 -c "import rotorjax._rotorjax_cuda as m; print(m.__file__)")
       cuobjdump -sass "$so" | gzip > "$OUT/sass.gz"
