@@ -99,7 +99,7 @@ __global__ void __launch_bounds__(kTokens) AttentionKernel(AttnArgs a) {
     stat[3 * tid + 1] = 0.0f;
   }
   // Value thread (group cg, token lane tl): a warp takes consecutive tokens of a few groups, so its
-  // code reads fall in distinct banks (odd-chunk row stride) and its probability reads are adjacent.
+  // code reads fall in distinct banks (WordRow's layout) and its probability reads are adjacent.
   const int cg = tid / lanes, tl = tid % lanes;
   const bool vthread = cg < groups;
   float acc[R][8] = {};
@@ -119,7 +119,7 @@ __global__ void __launch_bounds__(kTokens) AttentionKernel(AttnArgs a) {
       if (tid < valid) {
         if constexpr (WORDS) {
           unsigned w[1][WordRow<KB>::kWords];
-          LoadWordRow<KB>(kt + tid * csk, w[0]);
+          LoadWordRow<KB>(kt, tid, w[0]);
           WordDot<R, 1, KB>(w, CentroidTable(kcen), q, qs, s);
         } else {
           CodeDot<R, KB>(kt + tid * csk, nk, kbits, kcen, q, qs, s[0]);
@@ -171,17 +171,21 @@ __global__ void __launch_bounds__(kTokens) AttentionKernel(AttnArgs a) {
 #pragma unroll
       for (int r = 0; r < R; ++r) {
         const float alpha = stat[3 * r + 2];
+        if (alpha != 1.0f)  // the running max moved (the same for the whole block: no divergence)
 #pragma unroll
-        for (int i = 0; i < 8; ++i) acc[r][i] *= alpha;
+          for (int i = 0; i < 8; ++i) acc[r][i] *= alpha;
       }
 #pragma unroll(WORDS ? 2 : 1)  // the word-wise body is short: halve the loop overhead
       for (int t = tl; t < valid; t += lanes) {
         float y[8];
         if constexpr (WORDS) {
-          const unsigned v = GroupWindow<VB>(cg)(reinterpret_cast<const unsigned*>(vt + t * csv));
+          using W = WordRow<VB>;  // lanes = 8: t ≡ tl (mod 8), so the word offsets stay in registers
+          const unsigned v = GroupWindow<VB>(cg)(
+              [&](int k) { return *reinterpret_cast<const unsigned*>(vt + t * W::kStride + W::WordOffset(tl, k)); });
           const CentroidTable cen(vcen);
+          const IndexAddresses<VB, 1> ix(&v, cen.base);
 #pragma unroll
-          for (int i = 0; i < 8; ++i) y[i] = cen(IndexOffset<VB>(&v, i));
+          for (int i = 0; i < 8; ++i) y[i] = cen(ix[i]);
         } else {
           int idx[8];
           rj_unpack(vt + t * csv + cg * vbits, 8, 1, vbits, idx);

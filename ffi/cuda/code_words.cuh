@@ -1,10 +1,9 @@
 // Word-wise decoding of packed rows for the fast shapes (rotated width 128, bits 2/3/4 at compile
 // time), shared by scores and attention_decode. Read as little-endian 32-bit words, a row of 128
-// indices is 4·BITS words and index i is stream bits [i·BITS, i·BITS + BITS): every shift and mask
-// below is a compile-time constant once the loops unroll, so an index costs one shift (a funnel
-// shift where it straddles two words) and one LOP3, which masks it, scales it to a byte offset and
-// ORs in the 64-byte aligned table address; then one LDS. Centroid tables of ≤ 16 floats sit in
-// distinct shared-memory banks, so the per-thread lookups never conflict.
+// indices is 4·BITS words and index i is stream bits [i·BITS, i·BITS + BITS): every shift, mask and
+// byte selector below is a compile-time constant once the loops unroll, so the shared-memory address
+// of an index's centroid costs one or two instructions (IndexAddresses), then one LDS. Centroid
+// tables of ≤ 16 floats sit in distinct shared-memory banks, so the per-thread lookups never conflict.
 #pragma once
 
 #include "cuda_common.cuh"
@@ -20,16 +19,24 @@ constexpr int kWordN = 128;  // the rotated width the word-wise kernels take
 // Whether packed rows of n indices of `bits` bits run through the word-wise path.
 __host__ __device__ inline bool WordShape(int n, int bits) { return n == kWordN && bits >= 2 && bits <= 4; }
 
+// A packed row in a tile: kChunks 16-byte chunks, rows back to back (no padding). Where kChunks is a
+// power of two (4 or 2 bits), chunk c of row t sits at chunk Chunk(t, c) = c ^ ((t / (8 / kChunks)) %
+// kChunks) of its row, so that 8 consecutive rows' chunk c (what a quarter-warp reads at once when a
+// thread reads its own row) fall in 8 distinct 16-byte bank groups, as do the value threads' words.
 template <int BITS>
 struct WordRow {
   static constexpr int kWords = kWordN * BITS / 32;  // 16, 12 or 8: whole 16-byte chunks
   static constexpr int kChunks = kWords / 4;
-  static constexpr int kStride = 16 * ChunkStride(kChunks);  // tile row stride in bytes
+  static constexpr int kStride = 16 * kChunks;  // tile row stride in bytes
+  __host__ __device__ static int Chunk(int t, int c) { return kChunks == 3 ? c : c ^ (t / (8 / kChunks) % kChunks); }
+  // Byte offset of word k in row t; it depends on t only modulo 8, so a thread stepping through rows
+  // 8 apart computes it once.
+  __host__ __device__ static int WordOffset(int t, int k) { return Chunk(t, k / 4) * 16 + k % 4 * 4; }
 };
 
 // Byte tile row stride of the word-wise (WORDS) or the generic byte-wise layout.
 __host__ __device__ inline int CodeTileStride(bool words, int n, int bits) {
-  return words ? 16 * ChunkStride(n * bits / 128) : ByteStride(GroupedBytes(n, bits));
+  return words ? n * bits / 8 : ByteStride(GroupedBytes(n, bits));
 }
 
 // 4 · (index i) of a row held as words w; i must be a compile-time constant after unrolling.
@@ -42,42 +49,88 @@ __host__ __device__ __forceinline__ unsigned IndexOffset(const unsigned* w, int 
   return unsigned(((static_cast<unsigned long long>(w[k + 1]) << 32) | w[k]) >> (s - 2)) & kMask;
 }
 
-// A table of ≤ 16 centroids in shared memory at a 64-byte aligned address, so that the address of
-// entry idx is base | 4·idx (no add: without it the compiler adds a non-uniform base per lookup).
+// __byte_perm (PRMT): byte n of the result is byte (s >> 4n) & 7 of y:x.
+__host__ __device__ __forceinline__ unsigned BytePerm(unsigned x, unsigned y, unsigned s) {
+#ifdef __CUDA_ARCH__
+  return __byte_perm(x, y, s);
+#else
+  const unsigned long long v = (static_cast<unsigned long long>(y) << 32) | x;
+  unsigned r = 0;
+  for (int n = 0; n < 4; ++n) r |= unsigned((v >> (8 * ((s >> (4 * n)) & 7))) & 0xff) << (8 * n);
+  return r;
+#endif
+}
+
+// Shared-memory addresses base | 4·idx of the centroids of the indices held in W words w, for a table
+// at a 256-byte aligned base (the low byte of base is 0). 2 and 4 bits: each word is first spread into
+// 8/BITS words whose bytes each hold one index times 4 (a shift and a mask per spread word, for 4 or 8
+// indices), then an index's address is one byte permute putting its byte under base's upper three:
+// 1.5 instructions per index against 2 for a shift and a mask each. 3 bits, whose indices straddle
+// bytes: IndexOffset's shift (or funnel shift) and one LOP3 that masks and merges base.
+template <int BITS, int W>
+struct IndexAddresses {
+  static constexpr int kCopies = BITS == 3 ? 1 : 8 / BITS;  // spread words per word
+  static constexpr int kPerWord = 32 / BITS;                // indices per word (2 and 4 bits)
+  unsigned s[W * kCopies];
+  unsigned base;
+  IndexAddresses() = default;
+  __host__ __device__ __forceinline__ IndexAddresses(const unsigned* w, unsigned table) : base(table) {
+    constexpr unsigned kMask = 0x01010101u * (((1u << BITS) - 1u) << 2);
+#pragma unroll
+    for (int k = 0; k < W; ++k)
+#pragma unroll
+      for (int m = 0; m < kCopies; ++m)
+        s[k * kCopies + m] = BITS == 3 ? w[k] : (m == 0 ? w[k] << 2 : w[k] >> (BITS * m - 2)) & kMask;
+  }
+  // The address of index i (a compile-time constant after unrolling).
+  __host__ __device__ __forceinline__ unsigned operator[](int i) const {
+    if constexpr (BITS == 3) {
+      return base | IndexOffset<3>(s, i);
+    } else {
+      const int p = i % kPerWord;
+      return BytePerm(s[i / kPerWord * kCopies + p % kCopies], base, 0x7650u | unsigned(p / kCopies));
+    }
+  }
+};
+
+// A table of ≤ 16 centroids in shared memory at a 256-byte aligned address (IndexAddresses).
 struct CentroidTable {
   unsigned base;  // shared-space address
-  // The table's place inside a region of ≥ 32 floats at p: p rounded up to 64 bytes.
+  // The table's place inside a region of ≥ 80 floats at p: p rounded up to 256 bytes.
   __device__ static float* Place(float* p) {
-    return reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(p) + 63) & ~uintptr_t(63));
+    return reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(p) + 255) & ~uintptr_t(255));
   }
   __device__ explicit CentroidTable(const float* placed) : base(unsigned(__cvta_generic_to_shared(placed))) {}
-  // The centroid at byte offset off = 4·idx (from IndexOffset).
-  __device__ __forceinline__ float operator()(unsigned off) const {
+  // The centroid at a shared-space address from IndexAddresses.
+  __device__ __forceinline__ float operator()(unsigned address) const {
     float y;
-    asm("ld.shared.f32 %0, [%1];" : "=f"(y) : "r"(base | off));
+    asm("ld.shared.f32 %0, [%1];" : "=f"(y) : "r"(address));
     return y;
   }
 };
 
-// Block-cooperative copy of `rows` packed rows (16-byte aligned source) into a tile of
-// WordRow<BITS>::kStride-byte rows, consecutive threads taking consecutive 16-byte chunks. The copies
+// Block-cooperative copy of `rows` packed rows (16-byte aligned source) into a tile laid out as
+// WordRow says, consecutive threads taking consecutive 16-byte chunks. The copies
 // are cp.async, committed as one group (WaitCopies, then a barrier, before the tile is read), so a
 // block can compute on one tile while the next one lands.
 template <int BITS>
 __device__ __forceinline__ void StageWordRowsAsync(const unsigned char* src, int rows, unsigned char* tile) {
   using W = WordRow<BITS>;
   const uint4* s = reinterpret_cast<const uint4*>(src);
-  for (int ch = threadIdx.x; ch < rows * W::kChunks; ch += blockDim.x)
-    CopyAsync16(tile + (ch / W::kChunks) * W::kStride + (ch % W::kChunks) * 16, s + ch);
+  // Chunk ch lands at 16·ch moved by the layout's swizzle, which depends on ch mod 32 alone: with
+  // blockDim.x a multiple of 32, the same move for all of a thread's chunks.
+  const int c = int(threadIdx.x) % W::kChunks, move = 16 * (W::Chunk(threadIdx.x / W::kChunks, c) - c);
+  for (int ch = threadIdx.x; ch < rows * W::kChunks; ch += blockDim.x) CopyAsync16(tile + 16 * ch + move, s + ch);
   CommitCopies();
 }
 
-// A tile row into registers, 16 bytes at a time.
+// Row t of a tile into registers, 16 bytes at a time.
 template <int BITS>
-__device__ __forceinline__ void LoadWordRow(const unsigned char* row, unsigned (&w)[WordRow<BITS>::kWords]) {
+__device__ __forceinline__ void LoadWordRow(const unsigned char* tile, int t, unsigned (&w)[WordRow<BITS>::kWords]) {
+  using W = WordRow<BITS>;
 #pragma unroll
-  for (int c = 0; c < WordRow<BITS>::kChunks; ++c) {
-    const uint4 v = reinterpret_cast<const uint4*>(row)[c];
+  for (int c = 0; c < W::kChunks; ++c) {
+    const uint4 v = reinterpret_cast<const uint4*>(tile + t * W::kStride)[W::Chunk(t, c)];
     w[4 * c] = v.x, w[4 * c + 1] = v.y, w[4 * c + 2] = v.z, w[4 * c + 3] = v.w;
   }
 }
@@ -88,13 +141,17 @@ __device__ __forceinline__ void LoadWordRow(const unsigned char* row, unsigned (
 template <int R, int K, int BITS>
 __device__ __forceinline__ void WordDot(const unsigned (&w)[K][WordRow<BITS>::kWords], CentroidTable cen,
                                         const float* q, int qs, float (&s)[K][R]) {
+  using Addresses = IndexAddresses<BITS, WordRow<BITS>::kWords>;
+  Addresses ix[K];
+#pragma unroll
+  for (int k = 0; k < K; ++k) ix[k] = Addresses(w[k], cen.base);
 #pragma unroll
   for (int c = 0; c < kWordN; c += 4) {
     float y[K][4];
 #pragma unroll
     for (int k = 0; k < K; ++k)
 #pragma unroll
-      for (int j = 0; j < 4; ++j) y[k][j] = cen(IndexOffset<BITS>(w[k], c + j));
+      for (int j = 0; j < 4; ++j) y[k][j] = cen(ix[k][c + j]);
 #pragma unroll
     for (int r = 0; r < R; ++r) {
       const float4 a = *reinterpret_cast<const float4*>(q + r * qs + c);
@@ -111,14 +168,16 @@ __device__ __forceinline__ void WordDot(const unsigned (&w)[K][WordRow<BITS>::kW
 
 // The 8 indices of coordinates [8g, 8g + 8) of a packed row, as one word (index j at bits
 // [j·BITS, j·BITS + BITS)): word k of the row shifted right by s, with word k + 1 only where the
-// group crosses into it. Built once per thread for its group g, applied to each token's row.
+// group crosses into it. Built once per thread for its group g, applied to each token's row, whose
+// word k is word(k).
 template <int BITS>
 struct GroupWindow {
   int k, s;
   bool two;
   __host__ __device__ explicit GroupWindow(int g) : k(8 * BITS * g >> 5), s(8 * BITS * g & 31), two(s + 8 * BITS > 32) {}
-  __host__ __device__ __forceinline__ unsigned operator()(const unsigned* row) const {
-    const unsigned lo = row[k], hi = two ? row[k + 1] : 0u;
+  template <typename Word>
+  __host__ __device__ __forceinline__ unsigned operator()(Word word) const {
+    const unsigned lo = word(k), hi = two ? word(k + 1) : 0u;
 #ifdef __CUDA_ARCH__
     return __funnelshift_r(lo, hi, s);
 #else

@@ -27,7 +27,7 @@ struct ScoresArgs {
   long long T;
   int G, n, bits, m;
   int tiles_per_block;  // consecutive key tiles of one (batch, row chunk); 1 off the word-wise path
-  float divisor, qjl_scale;
+  float inv_divisor, qjl_scale;  // 1 / divisor: one multiply per score, not a division
   float* out;  // (B, G, T)
 };
 
@@ -96,11 +96,14 @@ __global__ void __launch_bounds__(kKeys) ScoresKernel(ScoresArgs a) {
       int key[KP];
 #pragma unroll
       for (int k = 0; k < KP; ++k) key[k] = t + k * kKeys < valid ? t + k * kKeys : t;
+      float scale[KP];  // ‖x‖ / divisor, loaded while the dot products run
+#pragma unroll
+      for (int k = 0; k < KP; ++k) scale[k] = a.norms[row0 + key[k]] * a.inv_divisor;
       float s[KP][R] = {};
       if constexpr (WORDS) {
         unsigned w[KP][WordRow<BITS>::kWords];
 #pragma unroll
-        for (int k = 0; k < KP; ++k) LoadWordRow<BITS>(tile + key[k] * cs, w[k]);
+        for (int k = 0; k < KP; ++k) LoadWordRow<BITS>(tile, key[k], w[k]);
         WordDot<R, KP, BITS>(w, CentroidTable(cen), q, qs, s);
       } else {
         CodeDot<R, BITS>(tile + t * cs, n, bits, cen, q, qs, s[0]);
@@ -122,10 +125,9 @@ __global__ void __launch_bounds__(kKeys) ScoresKernel(ScoresArgs a) {
           for (int r = 0; r < R; ++r) s[k][r] += g * sk[r];
         }
         if (t + k * kKeys < valid) {
-          const float norm = a.norms[row0 + key[k]];
 #pragma unroll
           for (int r = 0; r < R; ++r)
-            if (r0 + r < a.G) a.out[(b * a.G + r0 + r) * a.T + t0 + key[k]] = s[k][r] / a.divisor * norm;
+            if (r0 + r < a.G) a.out[(b * a.G + r0 + r) * a.T + t0 + key[k]] = s[k][r] * scale[k];
         }
       }
     }
@@ -223,7 +225,7 @@ ffi::Error ScoresImpl(cudaStream_t stream, ffi::AnyBuffer q, ffi::Buffer<ffi::U8
     if (ffi::Error err = LaunchError("projecting the queries"); err.failure()) return err;
   }
   const ScoresArgs a{static_cast<float*>(qrot), static_cast<float*>(qproj), codes.typed_data(), norms.typed_data(),
-                     qjl.bits, qjl.gamma, centroids.typed_data(), T, int(G), rot.n, int(bits), qjl.m, 1, divisor,
+                     qjl.bits, qjl.gamma, centroids.typed_data(), T, int(G), rot.n, int(bits), qjl.m, 1, 1.0f / divisor,
                      qjl.s ? rj_qjl_scale(qjl.m) : 0.0f, out->typed_data()};
   switch (RowsPerChunk(int(G < 8 ? G : 8))) {
     case 1: return LaunchScoresBits<1>(stream, B, a);
