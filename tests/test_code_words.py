@@ -1,7 +1,10 @@
-"""The index decoding of the word-wise CUDA scores and attention_decode (ffi/cuda/code_words.cuh),
-run on the CPU: IndexAddresses and GroupWindow are compiled as host code and must give, for rows
-packed by the kernel header's rj_pack, the address base | 4·index of every index at 2, 3 and 4 bits,
-both over a whole row and over each 8-index group. A wrong shift, mask or byte selector breaks it."""
+"""The index decoding and tile layout of the word-wise CUDA scores and attention_decode
+(ffi/cuda/code_words.cuh), run on the CPU: IndexAddresses and GroupWindow are compiled as host code
+and must give, for rows packed by the kernel header's rj_pack, the address base | 4·index of every
+index at 2, 3 and 4 bits, both over a whole row and over each 8-index group (a wrong shift, mask or
+byte selector breaks it). WordRow's swizzle must permute each row's chunks, put 8 consecutive rows'
+chunk c in distinct bank groups, and move a chunk by an amount that depends on its number modulo 32
+only (what StageWordRowsAsync and the value threads' hoisted offsets assume)."""
 
 from __future__ import annotations
 
@@ -12,9 +15,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def host_code() -> str:
-    """IndexOffset … IndexAddresses and GroupWindow from code_words.cuh, as host C++."""
+    """WordRow, IndexOffset … IndexAddresses and GroupWindow from code_words.cuh, as host C++."""
     text = (ROOT / "ffi" / "cuda" / "code_words.cuh").read_text()
-    parts = [text[text.index("// 4 · (index i) of a row held as words w"):text.index("// A table of ≤ 16 centroids")],
+    parts = [text[text.index("constexpr int kWordN"):text.index("// Byte tile row stride")],
+             text[text.index("// 4 · (index i) of a row held as words w"):text.index("// A table of ≤ 16 centroids")],
              text[text.index("// The 8 indices of coordinates"):text.index("}  // namespace\n")]]
     code = "\n".join(parts).replace("__host__ __device__ __forceinline__", "inline").replace("__host__ __device__", "")
     assert not re.search(r"__\w+__\s|threadIdx|blockIdx", code.replace("__CUDA_ARCH__", "")), "CUDA left in the host version"
@@ -56,8 +60,33 @@ int check() {
   return bad;
 }
 
+template <int BITS>
+int check_layout() {
+  using W = WordRow<BITS>;
+  constexpr int C = W::kChunks;
+  int bad = 0;
+  for (int t = 0; t < 256; ++t) {
+    int seen = 0;
+    for (int c = 0; c < C; ++c) seen |= 1 << W::Chunk(t, c);
+    if (seen != (1 << C) - 1) { ++bad; printf("bits=%d row %d: chunks not a permutation\n", BITS, t); }
+    for (int k = 0; k < W::kWords; ++k)
+      if (W::WordOffset(t, k) != W::WordOffset(t % 8, k)) { ++bad; printf("bits=%d row %d word %d\n", BITS, t, k); }
+  }
+  for (int t0 = 0; t0 < 256; t0 += 8)
+    for (int c = 0; c < C; ++c) {
+      int groups = 0;  // 16-byte bank groups (of 8) of rows t0 … t0 + 7, chunk c
+      for (int t = t0; t < t0 + 8; ++t) groups |= 1 << ((t * C + W::Chunk(t, c)) % 8);
+      if (groups != 0xff) { ++bad; printf("bits=%d rows %d+ chunk %d: bank conflict\n", BITS, t0, c); }
+    }
+  for (int ch = 0; ch < 4096; ++ch) {
+    const auto move = [](int e) { return W::Chunk(e / C, e % C) - e % C; };
+    if (move(ch) != move(ch % 32)) { ++bad; printf("bits=%d chunk %d moves unlike chunk %d\n", BITS, ch, ch % 32); }
+  }
+  return bad;
+}
+
 int main() {
-  const int bad = check<2>() + check<3>() + check<4>();
+  const int bad = check<2>() + check<3>() + check<4>() + check_layout<2>() + check_layout<3>() + check_layout<4>();
   printf("bad=%d\n", bad);
   return bad != 0;
 }
