@@ -2,6 +2,7 @@
 // norm → inverse rotation. Two kernels: DecodeRowsKernel for the fast shapes (everything compile-time,
 // a warp per 32-row tile) and DecodeKernel for every other shape and QJL (run-time sizes, block-wide
 // staging through shared memory).
+#include "code_words.cuh"  // IndexAddresses, CentroidTable
 #include "warp_rows.cuh"
 
 namespace rotorjax {
@@ -29,7 +30,8 @@ template <int KIND, int N, int BITS, typename E>
 __global__ void __launch_bounds__(kFastWarps * kWarpRows, 3) DecodeRowsKernel(DecodeArgs a) {
   constexpr int kIn = N * BITS / 128, kOut = N * int(sizeof(typename E::S)) / 16, kStride = ChunkStride(kOut);
   extern __shared__ uint4 slices[];
-  __shared__ float cen[1 << BITS];  // ≤ 16 floats in distinct banks: any gather is conflict-free
+  // ≤ 16 floats in distinct banks (any gather is conflict-free), 256-byte aligned for IndexAddresses.
+  __shared__ __align__(256) float cen[1 << BITS];
   const auto prologue = [&] {
     for (int i = threadIdx.x; i < (1 << BITS); i += blockDim.x) cen[i] = a.centroids[i];
     __syncthreads();
@@ -45,9 +47,11 @@ __global__ void __launch_bounds__(kFastWarps * kWarpRows, 3) DecodeRowsKernel(De
     if (lane < valid) {
       unsigned int words[N * BITS / 32];
       RowToWords(slice + lane * kStride, words);
+      const CentroidTable table(cen);
+      const IndexAddresses<BITS, N * BITS / 32> ix(words, table.base);
       float v[N];
 #pragma unroll
-      for (int c = 0; c < N; ++c) v[c] = cen[rj_word_get(words, c, BITS)];
+      for (int c = 0; c < N; ++c) v[c] = table(ix[c]);
       rj_rotate_scaled(KIND, v, N, 1, c_params, 1, norm);
       FloatsToRow<E>(v, slice + lane * kStride);
     }
