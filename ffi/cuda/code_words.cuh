@@ -1,9 +1,10 @@
 // Word-wise decoding of packed rows for the fast shapes (rotated width 128, bits 2/3/4 at compile
-// time), shared by scores and attention_decode. Read as little-endian 32-bit words, a row of 128
-// indices is 4·BITS words and index i is stream bits [i·BITS, i·BITS + BITS): every shift, mask and
-// byte selector below is a compile-time constant once the loops unroll, so the shared-memory address
-// of an index's centroid costs one or two instructions (IndexAddresses), then one LDS. Centroid
-// tables of ≤ 16 floats sit in distinct shared-memory banks, so the per-thread lookups never conflict.
+// time), shared by scores, attention_decode and the fast decode. Read as little-endian 32-bit words,
+// a row of 128 indices is 4·BITS words and index i is stream bits [i·BITS, i·BITS + BITS): every
+// shift, mask and byte selector below is a compile-time constant once the loops unroll, so the
+// shared-memory address of an index's centroid costs one or two instructions (IndexAddresses), then
+// one LDS. Centroid tables of ≤ 16 floats sit in distinct shared-memory banks, so the per-thread
+// lookups never conflict.
 #pragma once
 
 #include "cuda_common.cuh"
