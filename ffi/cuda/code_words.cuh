@@ -111,9 +111,9 @@ struct CentroidTable {
 };
 
 // Block-cooperative copy of `rows` packed rows (16-byte aligned source) into a tile laid out as
-// WordRow says, consecutive threads taking consecutive 16-byte chunks. The copies
-// are cp.async, committed as one group (WaitCopies, then a barrier, before the tile is read), so a
-// block can compute on one tile while the next one lands.
+// WordRow says, consecutive threads taking consecutive 16-byte chunks. The copies are cp.async,
+// committed as one group (WaitCopies, then a barrier, before the tile is read), so a block can
+// compute on one tile while the next one lands.
 template <int BITS>
 __device__ __forceinline__ void StageWordRowsAsync(const unsigned char* src, int rows, unsigned char* tile) {
   using W = WordRow<BITS>;
