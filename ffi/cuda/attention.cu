@@ -69,10 +69,14 @@ __global__ void __launch_bounds__(kTokens) AttentionKernel(AttnArgs a) {
   long long end = begin + (long long)a.tiles_per_split * kTokens;
   end = end < maxlim ? end : maxlim;
 
+  // Tokens of the tile at tok inside the split (0 past its end).
+  const auto tile_tokens = [&](long long tok) {
+    return int(tok < end ? (end - tok < kTokens ? end - tok : kTokens) : 0);
+  };
   // Starts staging the K (V) codes of the tile at tok into kt (vt): word-wise as one cp.async group (an
   // empty group past the split, which keeps the groups' count the same on every pass), else at once.
   const auto stage = [&](long long tok, bool values) {
-    const int valid = int(tok < end ? (end - tok < kTokens ? end - tok : kTokens) : 0);
+    const int valid = tile_tokens(tok);
     const long long row0 = (long long)p * a.T + tok;
     if constexpr (WORDS) {
       if (values) StageWordRowsAsync<VB>(a.vc + row0 * nvb, valid, vt);
@@ -107,7 +111,7 @@ __global__ void __launch_bounds__(kTokens) AttentionKernel(AttnArgs a) {
   // Each tile's K codes load while the block works on the values of the tile before, and its V codes
   // while it scores its keys; the norms load into registers at the start of the tile.
   for (long long tok0 = begin; tok0 < end; tok0 += kTokens) {
-    const int valid = int(end - tok0 < kTokens ? end - tok0 : kTokens);
+    const int valid = tile_tokens(tok0);
     const long long row0 = (long long)p * a.T + tok0;
     const float kn = tid < valid ? a.kn[row0 + tid] : 0.0f, vn = tid < valid ? a.vn[row0 + tid] : 0.0f;
     WaitCopies<1>();  // K codes here; V may be in flight
