@@ -118,7 +118,7 @@ __device__ __forceinline__ void FloatsToRow(const float (&v)[N], uint4* row) {
   }
 }
 
-// Packed words (rj_word_put / rj_word_get) ↔ a staged row of 16-byte chunks.
+// Packed words (rj_word_put; IndexAddresses reads them) ↔ a staged row of 16-byte chunks.
 template <int W>
 __device__ __forceinline__ void WordsToRow(const unsigned int (&w)[W], uint4* row) {
   static_assert(W % 4 == 0, "code rows must be whole 16-byte chunks");

@@ -521,14 +521,6 @@ RJ_FN void rj_word_put(RJ_THREAD unsigned int* words, int i, int bits, unsigned 
   if (s + bits > 32) words[w + 1] += q >> (32 - s);
 }
 
-/* Index i of packed words. */
-RJ_FN unsigned int rj_word_get(RJ_THREAD const unsigned int* words, int i, int bits) {
-  const int t = i * bits, w = t >> 5, s = t & 31;
-  unsigned int q = words[w] >> s;
-  if (s + bits > 32) q |= words[w + 1] << (32 - s);
-  return q & ((1u << bits) - 1u);
-}
-
 /* ------------------------------------------------------------------------------------------------
  * QJL (TurboQuant_prod): sketch z = [S r ≥ 0] of the residual r = y − c[idx]; decode adds
  * γ √(π/2)/m · Sᵀ(2z − 1) with γ = ‖r‖ and S an m×n Gaussian matrix.
