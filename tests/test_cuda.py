@@ -180,6 +180,10 @@ ATTN = [
     ("planar", 5, "rotor", 3, 2, 2, 2),
     ("haar", 4, "haar", 4, 16, 2, 1),
     ("hadamard", 3, "iso", 4, 4, 2, 1),
+    # the tensor-core path (n 128, equal bits) at R = 1 (2 bits), R = 2, and rows with their own masks (S 2)
+    ("rotor-mix", 2, "rotor-mix", 2, 3, 3, 1),
+    ("hadamard", 4, "rotor-mix", 4, 4, 2, 1),
+    ("rotor-mix", 3, "iso", 3, 4, 2, 2),
 ]
 
 
@@ -208,6 +212,25 @@ def test_attention_decode_matches_reference(k_kind, k_bits, v_kind, v_bits, hq, 
     logits = jnp.einsum("hd,htd->ht", q[1, :, -1].astype(jnp.float32), kd[1, :, :visible]) / math.sqrt(dim)
     dense = jnp.einsum("ht,htd->hd", jax.nn.softmax(logits, -1), vd[1, :, :visible])
     np.testing.assert_allclose(row, np.asarray(dense), rtol=2e-2 if dtype == jnp.bfloat16 else 1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("bits", (2, 3, 4))
+@pytest.mark.parametrize("scale", (1e-6, 3e5))
+def test_attention_decode_extreme_scales(bits, scale, key):
+    # Norms far outside float16's range: the tensor-core path's power-of-two scales must absorb them.
+    dim, b, hq, hkv, t = 128, 2, 4, 1, 600
+    kk, vk = jax.random.split(key)
+    k_quant = TurboQuant(dim, bits, "rotor-mix", key=kk)
+    v_quant = TurboQuant(dim, bits, "hadamard", key=vk)
+    keys = jax.random.normal(jax.random.fold_in(key, 11), (b, hkv, t, dim)) * scale
+    values = jax.random.normal(jax.random.fold_in(key, 12), (b, hkv, t, dim)) * scale
+    kc, vc = k_quant.encode(keys), v_quant.encode(values)
+    q = jax.random.normal(jax.random.fold_in(key, 13), (b, hq, 1, dim)) / scale
+    lengths = jnp.array([t, 301], jnp.int32)
+    got = jax.jit(lambda *a: attention.attention_decode(*a))(q, k_quant, kc, v_quant, vc, lengths)
+    want = attention.attention_decode(q, k_quant, kc, v_quant, vc, lengths, backend="jax")
+    assert bool(jnp.all(jnp.isfinite(got)))
+    assert _rel(got, want) <= 1e-5
 
 
 def test_cuda_validation_errors(key):

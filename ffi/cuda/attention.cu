@@ -8,45 +8,29 @@
 //    its split: one thread per token scores R query rows from the K codes; a warp per row updates the
 //    running max and sum; then a thread per (8 value coordinates, token lane) accumulates the
 //    probabilities times the V centroids, in the values' rotated domain. Writes (max, sum, sum·v).
-//    WORDS (n = 128, equal K and V bits 2/3/4, 16-byte aligned codes): code rows staged and read as
-//    whole words (code_words.cuh); otherwise the generic byte-wise unpack.
+//    Where n = 128, K and V bits are equal (2, 3 or 4) and the codes 16-byte aligned,
+//    AttentionWordsKernel (attention_words.cuh) does this on the tensor cores instead, a partial per warp.
 // 3. MergeRotateKernel merges the splits of each query row (a warp per row, a lane per coordinate),
 //    divides, and un-rotates once by the values' rotation into the output dtype.
+#include "attention_args.cuh"
+#include "attention_words.cuh"
 #include "code_dot.cuh"
-#include "code_words.cuh"
 #include "warp_rotate.cuh"
 
 namespace rotorjax {
 namespace cuda {
 namespace {
 
-constexpr int kTokens = 128;  // tokens per tile = threads per block
-
-struct AttnArgs {
-  const float* qrot;  // (P, rows, QueryStride(nk)): P = B·Hkv (b, h) pairs, rows = G·S
-  const unsigned char* kc;
-  const float* kn;
-  const unsigned char* vc;
-  const float* vn;
-  const int* lengths;
-  const float* kcen;
-  const float* vcen;
-  long long T;
-  int hkv, rows, S, nk, nv, kbits, vbits, chunks, splits, tiles_per_split;
-  float* part;  // (P, chunks, splits, R, nv + 2): Σ p·v, then max and sum
-};
-
-template <int R, int KB, int VB, bool WORDS>
+template <int R, int KB, int VB>
 __global__ void __launch_bounds__(kTokens) AttentionKernel(AttnArgs a) {
-  static_assert(!WORDS || (KB >= 2 && KB <= 4 && VB >= 2 && VB <= 4), "the word-wise path takes compile-time bits");
   const int kbits = KB > 0 ? KB : a.kbits, vbits = VB > 0 ? VB : a.vbits;
-  const int nk = WORDS ? kWordN : a.nk, nv = WORDS ? kWordN : a.nv;
+  const int nk = a.nk, nv = a.nv;
   const int nkb = rj_packed_size(nk, kbits), nvb = rj_packed_size(nv, vbits);
-  const int qs = QueryStride(nk), csk = CodeTileStride(WORDS, nk, kbits), csv = CodeTileStride(WORDS, nv, vbits);
+  const int qs = QueryStride(nk), csk = CodeTileStride(false, nk, kbits), csv = CodeTileStride(false, nv, vbits);
   const int groups = (nv + 7) / 8, lanes = kTokens / groups;  // value coordinate groups × token lanes
   extern __shared__ __align__(16) float smem[];
-  float* kcen = WORDS ? CentroidTable::Place(smem) : smem;  // in regions of 256 floats
-  float* vcen = WORDS ? CentroidTable::Place(smem + 256) : smem + 256;
+  float* kcen = smem;
+  float* vcen = smem + 256;
   float* q = smem + 512;                // R × qs
   float* prob = q + R * qs;             // R × kTokens: scores, then probabilities × ‖v‖
   float* vnorm = prob + R * kTokens;    // kTokens
@@ -55,40 +39,20 @@ __global__ void __launch_bounds__(kTokens) AttentionKernel(AttnArgs a) {
   unsigned char* kt = reinterpret_cast<unsigned char*>(work);
   unsigned char* vt = kt + kTokens * csk;
 
-  const int tid = threadIdx.x, p = blockIdx.y, b = p / a.hkv, r0 = blockIdx.z * R;
-  int lim[R];  // tokens [0, lim[r]) visible to row r0 + r (0 for rows past the end)
-  int maxlim = 0;
-#pragma unroll
-  for (int r = 0; r < R; ++r) {
-    const int rg = r0 + r;
-    lim[r] = rg < a.rows ? a.lengths[b] - a.S + 1 + rg % a.S : 0;
-    lim[r] = lim[r] < 0 ? 0 : (lim[r] > a.T ? int(a.T) : lim[r]);
-    maxlim = lim[r] > maxlim ? lim[r] : maxlim;
-  }
-  const long long begin = (long long)blockIdx.x * a.tiles_per_split * kTokens;
-  long long end = begin + (long long)a.tiles_per_split * kTokens;
-  end = end < maxlim ? end : maxlim;
-
-  // Tokens of the tile at tok inside the split (0 past its end).
-  const auto tile_tokens = [&](long long tok) {
-    return int(tok < end ? (end - tok < kTokens ? end - tok : kTokens) : 0);
-  };
-  // Starts staging the K (V) codes of the tile at tok into kt (vt): word-wise as one cp.async group (an
-  // empty group past the split, which keeps the groups' count the same on every pass), else at once.
+  const int tid = threadIdx.x, p = blockIdx.y, r0 = blockIdx.z * R;
+  const BlockTokens<R> span(a, p, r0);
+  const long long begin = span.begin, end = span.end;
+  const auto tile_tokens = [&](long long tok) { return span.Valid(tok, kTokens); };
+  // Stages the K (V) codes of the tile at tok into kt (vt).
   const auto stage = [&](long long tok, bool values) {
     const int valid = tile_tokens(tok);
+    if (!valid) return;
     const long long row0 = (long long)p * a.T + tok;
-    if constexpr (WORDS) {
-      if (values) StageWordRowsAsync<VB>(a.vc + row0 * nvb, valid, vt);
-      else StageWordRowsAsync<KB>(a.kc + row0 * nkb, valid, kt);
-    } else if (valid) {
-      const int nb = values ? nvb : nkb, cs = values ? csv : csk, n = values ? nv : nk, bits = values ? vbits : kbits;
-      unsigned char* tile = values ? vt : kt;
-      StageIn<U8>((values ? a.vc : a.kc) + row0 * nb, (long long)valid * nb, nb, tile, cs);
-      ZeroPad(tile, valid, cs, nb, GroupedBytes(n, bits));
-    }
+    const int nb = values ? nvb : nkb, cs = values ? csv : csk, n = values ? nv : nk, bits = values ? vbits : kbits;
+    unsigned char* tile = values ? vt : kt;
+    StageIn<U8>((values ? a.vc : a.kc) + row0 * nb, (long long)valid * nb, nb, tile, cs);
+    ZeroPad(tile, valid, cs, nb, GroupedBytes(n, bits));
   };
-  // The first tile's codes load while the kernel before finishes (they do not come from it).
   stage(begin, false);
   stage(begin, true);
   for (int i = tid; i < 1 << kbits; i += kTokens) kcen[i] = a.kcen[i];
@@ -108,30 +72,21 @@ __global__ void __launch_bounds__(kTokens) AttentionKernel(AttnArgs a) {
   const bool vthread = cg < groups;
   float acc[R][8] = {};
 
-  // Each tile's K codes load while the block works on the values of the tile before, and its V codes
-  // while it scores its keys; the norms load into registers at the start of the tile.
+  // Each tile's K codes are staged once its keys are scored, its V codes once the tile before's values
+  // are summed; the norms load into registers at the start of the tile.
   for (long long tok0 = begin; tok0 < end; tok0 += kTokens) {
     const int valid = tile_tokens(tok0);
     const long long row0 = (long long)p * a.T + tok0;
     const float kn = tid < valid ? a.kn[row0 + tid] : 0.0f, vn = tid < valid ? a.vn[row0 + tid] : 0.0f;
-    WaitCopies<1>();  // K codes here; V may be in flight
     __syncthreads();
 
     // Scores of this thread's token for the R rows (−∞ where masked or past the tile).
     {
       float s[1][R] = {};
-      if (tid < valid) {
-        if constexpr (WORDS) {
-          unsigned w[1][WordRow<KB>::kWords];
-          LoadWordRow<KB>(kt, tid, w[0]);
-          WordDot<R, 1, KB>(w, CentroidTable(kcen), q, qs, s);
-        } else {
-          CodeDot<R, KB>(kt + tid * csk, nk, kbits, kcen, q, qs, s[0]);
-        }
-      }
+      if (tid < valid) CodeDot<R, KB>(kt + tid * csk, nk, kbits, kcen, q, qs, s[0]);
 #pragma unroll
       for (int r = 0; r < R; ++r)
-        prob[r * kTokens + tid] = tid < valid && tok0 + tid < lim[r] ? s[0][r] * kn : -INFINITY;
+        prob[r * kTokens + tid] = tid < valid && tok0 + tid < span.lim[r] ? s[0][r] * kn : -INFINITY;
       vnorm[tid] = vn;
     }
     __syncthreads();
@@ -167,7 +122,6 @@ __global__ void __launch_bounds__(kTokens) AttentionKernel(AttnArgs a) {
         stat[3 * r + 2] = alpha;
       }
     }
-    WaitCopies<1>();  // V codes here; the next K may be in flight
     __syncthreads();
 
     // Σ p · ‖v‖ · c_V[idx] in the values' rotated domain.
@@ -179,22 +133,11 @@ __global__ void __launch_bounds__(kTokens) AttentionKernel(AttnArgs a) {
 #pragma unroll
           for (int i = 0; i < 8; ++i) acc[r][i] *= alpha;
       }
-#pragma unroll(WORDS ? 2 : 1)  // the word-wise body is short: halve the loop overhead
       for (int t = tl; t < valid; t += lanes) {
+        int idx[8];
         float y[8];
-        if constexpr (WORDS) {
-          using W = WordRow<VB>;  // lanes = 8: t ≡ tl (mod 8), so the word offsets stay in registers
-          const unsigned v = GroupWindow<VB>(cg)(
-              [&](int k) { return *reinterpret_cast<const unsigned*>(vt + t * W::kStride + W::WordOffset(tl, k)); });
-          const CentroidTable cen(vcen);
-          const IndexAddresses<VB, 1> ix(&v, cen.base);
-#pragma unroll
-          for (int i = 0; i < 8; ++i) y[i] = cen(ix[i]);
-        } else {
-          int idx[8];
-          rj_unpack(vt + t * csv + cg * vbits, 8, 1, vbits, idx);
-          rj_dequantize(idx, 8, vcen, y);
-        }
+        rj_unpack(vt + t * csv + cg * vbits, 8, 1, vbits, idx);
+        rj_dequantize(idx, 8, vcen, y);
 #pragma unroll
         for (int r = 0; r < R; ++r) {
           const float pr = prob[r * kTokens + t];
@@ -268,32 +211,38 @@ __global__ void __launch_bounds__(kRotateWarps * 32) MergeRotateKernel(MergeArgs
   });
 }
 
-// The attention kernel instantiation for a call and its dynamic shared memory.
+// The attention kernel instantiation for a call, its dynamic shared memory and partials per block.
 struct AttnPlan {
   void (*kernel)(AttnArgs);
   size_t smem;
+  int partials;
 };
 
-template <int R, int KB, int VB, bool WORDS>
+template <int R, int KB, int VB>
 AttnPlan PlanAs(const AttnArgs& a) {
-  const int csk = CodeTileStride(WORDS, a.nk, a.kbits), csv = CodeTileStride(WORDS, a.nv, a.vbits);
+  const int csk = CodeTileStride(false, a.nk, a.kbits), csv = CodeTileStride(false, a.nv, a.vbits);
   const int groups = (a.nv + 7) / 8, lanes = kTokens / groups;
   const size_t tiles = size_t(kTokens) * (csk + csv), red = size_t(lanes) * R * groups * 8 * sizeof(float);
   const size_t smem = (512 + R * QueryStride(a.nk) + R * kTokens + kTokens + 4 * R) * sizeof(float) +
                       (tiles > red ? tiles : red);
-  return {AttentionKernel<R, KB, VB, WORDS>, smem};
+  return {AttentionKernel<R, KB, VB>, smem, 1};
+}
+
+template <int R, int BITS>
+AttnPlan PlanWords() {
+  return {AttentionWordsKernel<R, BITS>, size_t(WordsLayout<R, BITS>::kSmem), kAttnWarps};
 }
 
 template <int R>
 AttnPlan PlanBits(const AttnArgs& a, bool words) {
   if (words) {
-    if (a.kbits == 4) return PlanAs<R, 4, 4, true>(a);
-    if (a.kbits == 3) return PlanAs<R, 3, 3, true>(a);
-    return PlanAs<R, 2, 2, true>(a);
+    if (a.kbits == 4) return PlanWords<R, 4>();
+    if (a.kbits == 3) return PlanWords<R, 3>();
+    return PlanWords<R, 2>();
   }
-  if (a.kbits == 4 && a.vbits == 4) return PlanAs<R, 4, 4, false>(a);
-  if (a.kbits == 3 && a.vbits == 3) return PlanAs<R, 3, 3, false>(a);
-  return PlanAs<R, 0, 0, false>(a);
+  if (a.kbits == 4 && a.vbits == 4) return PlanAs<R, 4, 4>(a);
+  if (a.kbits == 3 && a.vbits == 3) return PlanAs<R, 3, 3>(a);
+  return PlanAs<R, 0, 0>(a);
 }
 
 ffi::Error AttentionImpl(cudaStream_t stream, ffi::AnyBuffer q,
@@ -352,7 +301,8 @@ ffi::Error AttentionImpl(cudaStream_t stream, ffi::AnyBuffer q,
   void *qrot = nullptr, *part = nullptr;
   if (ffi::Error err = scratch.Allocate(size_t(P * rows) * QueryStride(kr.n) * sizeof(float), &qrot); err.failure())
     return err;
-  if (ffi::Error err = scratch.Allocate(size_t(P) * chunks * a.splits * R * (vr.n + 2) * sizeof(float), &part);
+  const int partials = a.splits * plan.partials;  // per (pair, row chunk)
+  if (ffi::Error err = scratch.Allocate(size_t(P) * chunks * partials * R * (vr.n + 2) * sizeof(float), &part);
       err.failure())
     return err;
   a.qrot = static_cast<float*>(qrot);
@@ -368,7 +318,7 @@ ffi::Error AttentionImpl(cudaStream_t stream, ffi::AnyBuffer q,
   if (ffi::Error err = LaunchAfter(plan.kernel, grid, kTokens, plan.smem, stream, a, "attention_decode"); err.failure())
     return err;
 
-  const MergeArgs ma{a.part, P * rows, int(rows), R, chunks, a.splits, vr.n, int(dim), vr.kind,
+  const MergeArgs ma{a.part, P * rows, int(rows), R, chunks, partials, vr.n, int(dim), vr.kind,
                      DtypeOf(q.element_type()), v_params.typed_data(), out->untyped_data()};
   return Launch(MergeRotateKernel, dim3(unsigned((P * rows + kRotateWarps - 1) / kRotateWarps)), kRotateWarps * 32,
                 size_t(kRotateWarps) * vr.n * sizeof(float), stream, ma, "attention_decode merge");

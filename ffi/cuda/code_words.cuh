@@ -94,7 +94,8 @@ struct IndexAddresses {
   }
 };
 
-// A table of ≤ 16 centroids in shared memory at a 256-byte aligned address (IndexAddresses).
+// A table of ≤ 16 centroids (or other 32-bit entries) in shared memory at a 256-byte aligned address
+// (IndexAddresses).
 struct CentroidTable {
   unsigned base;  // shared-space address
   // The table's place inside a region of ≥ 80 floats at p: p rounded up to 256 bytes.
@@ -103,25 +104,29 @@ struct CentroidTable {
   }
   __device__ explicit CentroidTable(const float* placed) : base(unsigned(__cvta_generic_to_shared(placed))) {}
   // The centroid at a shared-space address from IndexAddresses.
-  __device__ __forceinline__ float operator()(unsigned address) const {
-    float y;
-    asm("ld.shared.f32 %0, [%1];" : "=f"(y) : "r"(address));
+  __device__ __forceinline__ float operator()(unsigned address) const { return __uint_as_float(Word(address)); }
+  // The table's 32-bit entry there, for tables of other 32-bit values (split halves: mma_f16.cuh).
+  __device__ __forceinline__ unsigned Word(unsigned address) const {
+    unsigned y;
+    asm("ld.shared.b32 %0, [%1];" : "=r"(y) : "r"(address));
     return y;
   }
 };
 
-// Block-cooperative copy of `rows` packed rows (16-byte aligned source) into a tile laid out as
-// WordRow says, consecutive threads taking consecutive 16-byte chunks. The copies are cp.async,
-// committed as one group (WaitCopies, then a barrier, before the tile is read), so a block can
-// compute on one tile while the next one lands.
+// Copy of `rows` packed rows (16-byte aligned source) into a tile laid out as WordRow says, by
+// `threads` threads (a multiple of 32: the block, or one warp) of which this is `thread`, consecutive
+// threads taking consecutive 16-byte chunks. The copies are cp.async, committed as one group
+// (WaitCopies, then a barrier of those threads, before the tile is read), so threads can compute on one
+// tile while the next one lands.
 template <int BITS>
-__device__ __forceinline__ void StageWordRowsAsync(const unsigned char* src, int rows, unsigned char* tile) {
+__device__ __forceinline__ void StageWordRowsAsync(const unsigned char* src, int rows, unsigned char* tile,
+                                                   int thread = threadIdx.x, int threads = blockDim.x) {
   using W = WordRow<BITS>;
   const uint4* s = reinterpret_cast<const uint4*>(src);
   // Chunk ch lands at 16·ch moved by the layout's swizzle, which depends on ch mod 32 alone: with
-  // blockDim.x a multiple of 32, the same move for all of a thread's chunks.
-  const int c = int(threadIdx.x) % W::kChunks, move = 16 * (W::Chunk(threadIdx.x / W::kChunks, c) - c);
-  for (int ch = threadIdx.x; ch < rows * W::kChunks; ch += blockDim.x) CopyAsync16(tile + 16 * ch + move, s + ch);
+  // threads a multiple of 32, the same move for all of a thread's chunks.
+  const int c = thread % W::kChunks, move = 16 * (W::Chunk(thread / W::kChunks, c) - c);
+  for (int ch = thread; ch < rows * W::kChunks; ch += threads) CopyAsync16(tile + 16 * ch + move, s + ch);
   CommitCopies();
 }
 
@@ -133,6 +138,24 @@ __device__ __forceinline__ void LoadWordRow(const unsigned char* tile, int t, un
   for (int c = 0; c < W::kChunks; ++c) {
     const uint4 v = reinterpret_cast<const uint4*>(tile + t * W::kStride)[W::Chunk(t, c)];
     w[4 * c] = v.x, w[4 * c + 1] = v.y, w[4 * c + 2] = v.z, w[4 * c + 3] = v.w;
+  }
+}
+
+// Words [BITS·t, BITS·t + BITS) of row `row` of a tile: the indices of coordinates [32t, 32t + 32).
+// One 16-byte read at 4 bits, one 8-byte read at 2, three 4-byte reads at 3.
+template <int BITS>
+__device__ __forceinline__ void LoadWordWindow(const unsigned char* tile, int row, int t, unsigned (&w)[BITS]) {
+  using W = WordRow<BITS>;
+  const unsigned char* base = tile + row * W::kStride;
+  if constexpr (BITS == 4) {
+    const uint4 v = *reinterpret_cast<const uint4*>(base + W::WordOffset(row, 4 * t));
+    w[0] = v.x, w[1] = v.y, w[2] = v.z, w[3] = v.w;
+  } else if constexpr (BITS == 2) {
+    const uint2 v = *reinterpret_cast<const uint2*>(base + W::WordOffset(row, 2 * t));
+    w[0] = v.x, w[1] = v.y;
+  } else {
+#pragma unroll
+    for (int i = 0; i < BITS; ++i) w[i] = *reinterpret_cast<const unsigned*>(base + W::WordOffset(row, BITS * t + i));
   }
 }
 
