@@ -143,7 +143,8 @@ def test_qjl_matches_reference(kind, dim, bits, key):
     assert _rel(jax.jit(kq.scores)(q, want), jax.jit(rq.scores)(q, want)) <= 1e-5
 
 
-@pytest.mark.parametrize("kind,dim,bits", [("rotor-mix", 128, 4), ("rotor-mix", 128, 3), ("haar", 64, 4),
+@pytest.mark.parametrize("kind,dim,bits", [("rotor-mix", 128, 4), ("rotor-mix", 128, 3), ("rotor-mix", 128, 2),
+                                           ("haar", 64, 4),
                                            ("rotor", 37, 2), ("iso", 96, 5), ("rotor-mix", 50, 4),
                                            ("hadamard", 48, 3)])
 @pytest.mark.parametrize("dtype", (jnp.float32, jnp.bfloat16), ids=lambda d: jnp.dtype(d).name)
@@ -217,7 +218,7 @@ def test_attention_decode_matches_reference(k_kind, k_bits, v_kind, v_bits, hq, 
 @pytest.mark.parametrize("bits", (2, 3, 4))
 @pytest.mark.parametrize("scale", (1e-6, 3e5))
 def test_attention_decode_extreme_scales(bits, scale, key):
-    # Norms far outside float16's range: the tensor-core path's power-of-two scales must absorb them.
+    # Norms far outside float16's range: the tensor-core paths' power-of-two scales must absorb them.
     dim, b, hq, hkv, t = 128, 2, 4, 1, 600
     kk, vk = jax.random.split(key)
     k_quant = TurboQuant(dim, bits, "rotor-mix", key=kk)
@@ -231,6 +232,9 @@ def test_attention_decode_extreme_scales(bits, scale, key):
     want = attention.attention_decode(q, k_quant, kc, v_quant, vc, lengths, backend="jax")
     assert bool(jnp.all(jnp.isfinite(got)))
     assert _rel(got, want) <= 1e-5
+    qg = q.reshape(b, hkv, hq // hkv, dim)
+    got = jax.jit(lambda q, c: attention.grouped_scores(k_quant, q, c))(qg, kc)
+    assert _rel(got, attention.grouped_scores(k_quant, qg, kc, backend="jax")) <= 1e-5
 
 
 def test_cuda_validation_errors(key):

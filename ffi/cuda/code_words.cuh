@@ -22,8 +22,8 @@ __host__ __device__ inline bool WordShape(int n, int bits) { return n == kWordN 
 
 // A packed row in a tile: kChunks 16-byte chunks, rows back to back (no padding). Where kChunks is a
 // power of two (4 or 2 bits), chunk c of row t sits at chunk Chunk(t, c) = c ^ ((t / (8 / kChunks)) %
-// kChunks) of its row, so that 8 consecutive rows' chunk c (what a quarter-warp reads at once when a
-// thread reads its own row) fall in 8 distinct 16-byte bank groups, as do the value threads' words.
+// kChunks) of its row, so that the value reads of attention_decode (TokenOf in attention_words.cuh:
+// index groups g of 4 rows) fall in distinct banks.
 template <int BITS>
 struct WordRow {
   static constexpr int kWords = kWordN * BITS / 32;  // 16, 12 or 8: whole 16-byte chunks
@@ -35,7 +35,7 @@ struct WordRow {
   __host__ __device__ static int WordOffset(int t, int k) { return Chunk(t, k / 4) * 16 + k % 4 * 4; }
 };
 
-// Byte tile row stride of the word-wise (WORDS) or the generic byte-wise layout.
+// Byte tile row stride of the word-wise (words) or the generic byte-wise layout.
 __host__ __device__ inline int CodeTileStride(bool words, int n, int bits) {
   return words ? n * bits / 8 : ByteStride(GroupedBytes(n, bits));
 }
@@ -130,17 +130,6 @@ __device__ __forceinline__ void StageWordRowsAsync(const unsigned char* src, int
   CommitCopies();
 }
 
-// Row t of a tile into registers, 16 bytes at a time.
-template <int BITS>
-__device__ __forceinline__ void LoadWordRow(const unsigned char* tile, int t, unsigned (&w)[WordRow<BITS>::kWords]) {
-  using W = WordRow<BITS>;
-#pragma unroll
-  for (int c = 0; c < W::kChunks; ++c) {
-    const uint4 v = reinterpret_cast<const uint4*>(tile + t * W::kStride)[W::Chunk(t, c)];
-    w[4 * c] = v.x, w[4 * c + 1] = v.y, w[4 * c + 2] = v.z, w[4 * c + 3] = v.w;
-  }
-}
-
 // Words [BITS·t, BITS·t + BITS) of row `row` of a tile: the indices of coordinates [32t, 32t + 32).
 // One 16-byte read at 4 bits, one 8-byte read at 2, three 4-byte reads at 3.
 template <int BITS>
@@ -156,37 +145,6 @@ __device__ __forceinline__ void LoadWordWindow(const unsigned char* tile, int ro
   } else {
 #pragma unroll
     for (int i = 0; i < BITS; ++i) w[i] = *reinterpret_cast<const unsigned*>(base + W::WordOffset(row, BITS * t + i));
-  }
-}
-
-// s[k][r] += Σ_c q[r * qs + c] · cen[idx_kc] over the 128 coordinates of the K rows in w: each
-// centroid is looked up once for all R query rows, and each query float4 (a broadcast read from
-// shared memory) serves all K rows.
-template <int R, int K, int BITS>
-__device__ __forceinline__ void WordDot(const unsigned (&w)[K][WordRow<BITS>::kWords], CentroidTable cen,
-                                        const float* q, int qs, float (&s)[K][R]) {
-  using Addresses = IndexAddresses<BITS, WordRow<BITS>::kWords>;
-  Addresses ix[K];
-#pragma unroll
-  for (int k = 0; k < K; ++k) ix[k] = Addresses(w[k], cen.base);
-#pragma unroll
-  for (int c = 0; c < kWordN; c += 4) {
-    float y[K][4];
-#pragma unroll
-    for (int k = 0; k < K; ++k)
-#pragma unroll
-      for (int j = 0; j < 4; ++j) y[k][j] = cen(ix[k][c + j]);
-#pragma unroll
-    for (int r = 0; r < R; ++r) {
-      const float4 a = *reinterpret_cast<const float4*>(q + r * qs + c);
-#pragma unroll
-      for (int k = 0; k < K; ++k) {
-        s[k][r] = fmaf(a.x, y[k][0], s[k][r]);
-        s[k][r] = fmaf(a.y, y[k][1], s[k][r]);
-        s[k][r] = fmaf(a.z, y[k][2], s[k][r]);
-        s[k][r] = fmaf(a.w, y[k][3], s[k][r]);
-      }
-    }
   }
 }
 

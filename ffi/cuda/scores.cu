@@ -1,20 +1,19 @@
 // scores on CUDA: ‖x‖ · ⟨Π q, ŷ⟩ straight from the codes. Queries are rotated once (a warp per
-// query, warp_rotate.cuh, into scratch, with QJL also projected once), then one thread per encoded
-// vector (two on the word-wise path with R ≥ 4) takes a block's R query rows against its packed row.
+// query, warp_rotate.cuh, into scratch, with QJL also projected once), then a block takes R query rows
+// against its tiles of packed rows.
 // Two targets: rotorjax_scores, every query against every code (as on CPU), and
 // rotorjax_grouped_scores, batch b's queries (B, G, dim) against batch b's codes (B, T).
-// WORDS (n = 128, bits 2/3/4, 16-byte aligned codes): rows staged and read as whole words
-// (code_words.cuh), each block streaming consecutive tiles with the next one in flight; otherwise the
-// generic byte-wise CodeDot, a tile per block.
+// Word-wise (n = 128, bits 2/3/4, 16-byte aligned codes): ScoresWordsKernel, on the tensor cores;
+// otherwise the generic byte-wise CodeDot, a tile per block, a thread per key.
 #include "code_dot.cuh"
-#include "code_words.cuh"
+#include "code_mma.cuh"
 #include "warp_rotate.cuh"
 
 namespace rotorjax {
 namespace cuda {
 namespace {
 
-constexpr int kKeys = 128;  // threads per block, each taking KeysPerThread encoded vectors
+constexpr int kKeys = 128;  // threads per block = keys per tile
 
 struct ScoresArgs {
   const float* qrot;   // (B, G, n)
@@ -26,112 +25,129 @@ struct ScoresArgs {
   const float* centroids;
   long long T;
   int G, n, bits, m;
-  int tiles_per_block;  // consecutive key tiles of one (batch, row chunk); 1 off the word-wise path
+  int tiles_per_block;  // consecutive key tiles of one (batch, row chunk) (word-wise path)
   float inv_divisor, qjl_scale;  // 1 / divisor: one multiply per score, not a division
   float* out;  // (B, G, T)
 };
 
-// Keys per thread: 2 on the word-wise path with ≥ 4 query rows, where each broadcast query float4
-// then feeds two keys' FMAs (shared-memory wavefronts per coordinate 2 → 1.5 at R = 4, issue −6 %);
-// else 1, which keeps blocks small (occupancy hides the code loads).
-template <int R, bool WORDS>
-__host__ __device__ constexpr int KeysPerThread() { return WORDS && R >= 4 ? 2 : 1; }
+// QJL correction of one key for R query rows: + γ √(π/2)/m · ⟨S Π q, 2z − 1⟩ (qp: R rows of stride ms).
+template <int R>
+__device__ __forceinline__ void AddQjl(const ScoresArgs& a, const float* qp, int ms, long long row, float (&s)[R]) {
+  const int qbytes = rj_packed_size(a.m, 1);
+  float sk[R] = {};
+  for (int j = 0; j < qbytes; ++j) {
+    int z[8];
+    rj_unpack(a.qjl_bits + row * qbytes + j, 8, 1, 1, z);
+#pragma unroll
+    for (int r = 0; r < R; ++r)
+#pragma unroll
+      for (int i = 0; i < 8; ++i) sk[r] += qp[r * ms + 8 * j + i] * (2.0f * float(z[i]) - 1.0f);
+  }
+  const float g = a.gamma[row] * a.qjl_scale;
+#pragma unroll
+  for (int r = 0; r < R; ++r) s[r] += g * sk[r];
+}
 
-template <int R, int BITS, bool WORDS>
+// The QJL projections of the block's R query rows into qp (zero past the rows and the sketch).
+template <int R>
+__device__ void StageQueryProjections(const ScoresArgs& a, long long b, int r0, int ms, float* qp) {
+  for (int i = threadIdx.x; i < R * ms; i += blockDim.x) {
+    const int r = i / ms, c = i % ms;
+    qp[i] = (r0 + r < a.G && c < a.m) ? a.qproj[(b * a.G + r0 + r) * a.m + c] : 0.0f;
+  }
+}
+
+// Generic path: a tile of kKeys keys per block, a thread per key, byte-wise CodeDot.
+template <int R, int BITS>
 __global__ void __launch_bounds__(kKeys) ScoresKernel(ScoresArgs a) {
-  constexpr int KP = KeysPerThread<R, WORDS>(), kTile = kKeys * KP;
-  static_assert(!WORDS || (BITS >= 2 && BITS <= 4), "the word-wise path takes compile-time bits 2, 3 or 4");
-  const int bits = BITS > 0 ? BITS : a.bits, n = WORDS ? kWordN : a.n, nbytes = rj_packed_size(n, bits);
-  const int qs = QueryStride(n), ms = QueryStride(a.m), cs = CodeTileStride(WORDS, n, bits);
-  const int qbytes = rj_packed_size(a.m, 1), ss = ByteStride(qbytes);
+  const int bits = BITS > 0 ? BITS : a.bits, n = a.n, nbytes = rj_packed_size(n, bits);
+  const int qs = QueryStride(n), ms = QueryStride(a.m), cs = CodeTileStride(false, n, bits);
   extern __shared__ __align__(16) float smem[];
-  float* cen = WORDS ? CentroidTable::Place(smem) : smem;  // in a region of 256 floats
+  float* cen = smem;
   float* q = smem + 256;
   float* qp = q + R * qs;
-  unsigned char* ct = reinterpret_cast<unsigned char*>(qp + R * ms);  // WORDS: two tiles, one in flight
-  unsigned char* st = ct + (WORDS ? 2 : 1) * kTile * cs;
+  unsigned char* ct = reinterpret_cast<unsigned char*>(qp + R * ms);
 
-  const long long b = blockIdx.z, first = (long long)blockIdx.x * a.tiles_per_block;
-  const int r0 = blockIdx.y * R;
-  const int count = int(min((long long)a.tiles_per_block, (a.T + kTile - 1) / kTile - first));
-  // Starts staging tile i of the block's tiles into buffer i % 2 (WORDS; else the one buffer, count 1).
-  const auto stage = [&](int i) {
-    const long long t0 = (first + i) * kTile, row0 = b * a.T + t0;
-    const int valid = int(min((long long)kTile, a.T - t0));
-    unsigned char* tile = ct + (i & 1) * kTile * cs;
-    if constexpr (WORDS) {
-      StageWordRowsAsync<BITS>(a.codes + row0 * nbytes, valid, tile);
-    } else {
-      StageIn<U8>(a.codes + row0 * nbytes, (long long)valid * nbytes, nbytes, tile, cs);
-      ZeroPad(tile, valid, cs, nbytes, GroupedBytes(n, bits));
-    }
-  };
-  stage(0);
+  const long long b = blockIdx.z, t0 = (long long)blockIdx.x * kKeys, row0 = b * a.T + t0;
+  const int r0 = blockIdx.y * R, valid = int(min((long long)kKeys, a.T - t0));
+  StageIn<U8>(a.codes + row0 * nbytes, (long long)valid * nbytes, nbytes, ct, cs);
+  ZeroPad(ct, valid, cs, nbytes, GroupedBytes(n, bits));
   for (int i = threadIdx.x; i < (1 << bits); i += blockDim.x) cen[i] = a.centroids[i];
   GridDependencyWait();  // the rotated queries (and QJL projections) come from the kernels before
   for (int i = threadIdx.x; i < R * qs; i += blockDim.x) {
     const int r = i / qs, c = i % qs;
     q[i] = (r0 + r < a.G && c < n) ? a.qrot[(b * a.G + r0 + r) * n + c] : 0.0f;
   }
-  for (int i = threadIdx.x; i < R * ms; i += blockDim.x) {
-    const int r = i / ms, c = i % ms;
-    qp[i] = (r0 + r < a.G && c < a.m) ? a.qproj[(b * a.G + r0 + r) * a.m + c] : 0.0f;
-  }
+  StageQueryProjections<R>(a, b, r0, ms, qp);
+  __syncthreads();
 
   const int t = threadIdx.x;
-  for (int i = 0; i < count; ++i) {
-    const long long t0 = (first + i) * kTile, row0 = b * a.T + t0;
-    const int valid = int(min((long long)kTile, a.T - t0));
-    if (a.m) StageIn<U8>(a.qjl_bits + row0 * qbytes, (long long)valid * qbytes, qbytes, st, ss);
-    if constexpr (WORDS) WaitCopies();
-    // Tile i (and on the first pass the queries) staged; every thread is done with tile i − 1, whose
-    // buffer now takes tile i + 1.
-    __syncthreads();
-    if (WORDS && i + 1 < count) stage(i + 1);
-    const unsigned char* tile = ct + (i & 1) * kTile * cs;
+  if (t >= valid) return;
+  float s[R] = {};
+  CodeDot<R, BITS>(ct + t * cs, n, bits, cen, q, qs, s);
+  if (a.m) AddQjl<R>(a, qp, ms, row0 + t, s);
+  const float scale = a.norms[row0 + t] * a.inv_divisor;
+#pragma unroll
+  for (int r = 0; r < R; ++r)
+    if (r0 + r < a.G) a.out[(b * a.G + r0 + r) * a.T + t0 + t] = s[r] * scale;
+}
 
-    // Thread t takes keys t + k·kKeys (coalesced norms and outputs for each k); a key past the tile
-    // recomputes key t and is not stored.
-    if (t < valid) {
-      int key[KP];
+// Word-wise path (n = 128, bits 2/3/4, 16-byte aligned codes) on the tensor cores: each block
+// streams `tiles_per_block` consecutive tiles of kKeys keys; each warp stages its own 32 code rows of
+// a tile (the next one in flight), scores them (ScoreColumns, code_mma.cuh) and writes a key per lane.
+template <int R, int BITS>
+struct ScoresWordsLayout {
+  static constexpr int kWarpBytes = ScoreShape<R>::kBytes + 2 * 32 * WordRow<BITS>::kStride;
+  // The table (in 128 floats), the QJL projections, then the warps' score columns and tiles.
+  static size_t Smem(int m) { return (128 + R * QueryStride(m)) * sizeof(float) + (kKeys / 32) * size_t(kWarpBytes); }
+};
+
+template <int R, int BITS>
+__global__ void __launch_bounds__(kKeys, R <= 4 ? 4 : 2) ScoresWordsKernel(ScoresArgs a) {
+  using S = ScoreShape<R>;
+  using W = WordRow<BITS>;
+  constexpr int kRows = 32 * W::kStride;  // bytes of a warp's tile
+  const int ms = QueryStride(a.m), lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  extern __shared__ __align__(16) float smem[];
+  float* table = CentroidTable::Place(smem);
+  float* qp = smem + 128;
+  unsigned char* region = reinterpret_cast<unsigned char*>(qp + R * ms) + warp * ScoresWordsLayout<R, BITS>::kWarpBytes;
+  float* sc = reinterpret_cast<float*>(region);
+  unsigned char* tiles = region + S::kBytes;  // two, one in flight
+
+  const long long b = blockIdx.z, first = (long long)blockIdx.x * a.tiles_per_block;
+  const int r0 = blockIdx.y * R;
+  const int count = int(min((long long)a.tiles_per_block, (a.T + kKeys - 1) / kKeys - first));
+  const auto stage = [&](int i) {  // this warp's 32 rows of tile i into buffer i % 2
+    const long long k0 = (first + i) * kKeys + 32 * warp;
+    const int rows = int(max(0LL, min(32LL, a.T - k0)));
+    StageWordRowsAsync<BITS>(a.codes + (b * a.T + k0) * W::kStride, rows, tiles + (i & 1) * kRows, lane, 32);
+  };
+  stage(0);
+  const int e = SplitTable<BITS>(a.centroids, table);
+  GridDependencyWait();  // the rotated queries (and QJL projections) come from the kernels before
+  StageQueryProjections<R>(a, b, r0, ms, qp);
+  const QueryOperands<R> q(a.qrot + (b * a.G + r0) * kWordN, a.G - r0, e);
+  __syncthreads();
+  const CentroidTable cen(table);
+
+  for (int i = 0; i < count; ++i) {
+    const long long key = (first + i) * kKeys + 32 * warp + lane, row = b * a.T + key;
+    const bool valid = key < a.T;
+    const float scale = valid ? a.norms[row] * a.inv_divisor : 0.0f;  // loaded while the products run
+    WaitCopies<0>();
+    __syncwarp();  // tile i here; every lane done with tile i − 1, whose buffer now takes tile i + 1
+    if (i + 1 < count) stage(i + 1);
+    ScoreColumns<R, BITS>(tiles + (i & 1) * kRows, cen, q, sc);
+    __syncwarp();
+    float s[R];
 #pragma unroll
-      for (int k = 0; k < KP; ++k) key[k] = t + k * kKeys < valid ? t + k * kKeys : t;
-      float scale[KP];  // ‖x‖ / divisor, loaded while the dot products run
+    for (int r = 0; r < R; ++r) s[r] = (sc[r * S::kStride + lane] + sc[(R + r) * S::kStride + lane]) * q.unit[r];
+    if (a.m && valid) AddQjl<R>(a, qp, ms, row, s);
+    if (valid)
 #pragma unroll
-      for (int k = 0; k < KP; ++k) scale[k] = a.norms[row0 + key[k]] * a.inv_divisor;
-      float s[KP][R] = {};
-      if constexpr (WORDS) {
-        unsigned w[KP][WordRow<BITS>::kWords];
-#pragma unroll
-        for (int k = 0; k < KP; ++k) LoadWordRow<BITS>(tile, key[k], w[k]);
-        WordDot<R, KP, BITS>(w, CentroidTable(cen), q, qs, s);
-      } else {
-        CodeDot<R, BITS>(tile + t * cs, n, bits, cen, q, qs, s[0]);
-      }
-#pragma unroll
-      for (int k = 0; k < KP; ++k) {
-        if (a.m) {  // QJL: + γ √(π/2)/m · ⟨S Π q, 2z − 1⟩
-          float sk[R] = {};
-          for (int j = 0; j < qbytes; ++j) {
-            int z[8];
-            rj_unpack(st + key[k] * ss + j, 8, 1, 1, z);
-#pragma unroll
-            for (int r = 0; r < R; ++r)
-#pragma unroll
-              for (int i = 0; i < 8; ++i) sk[r] += qp[r * ms + 8 * j + i] * (2.0f * float(z[i]) - 1.0f);
-          }
-          const float g = a.gamma[row0 + key[k]] * a.qjl_scale;
-#pragma unroll
-          for (int r = 0; r < R; ++r) s[k][r] += g * sk[r];
-        }
-        if (t + k * kKeys < valid) {
-#pragma unroll
-          for (int r = 0; r < R; ++r)
-            if (r0 + r < a.G) a.out[(b * a.G + r0 + r) * a.T + t0 + key[k]] = s[k][r] * scale[k];
-        }
-      }
-    }
-    if (a.m) __syncthreads();  // the QJL tile is restaged next pass
+      for (int r = 0; r < R; ++r)
+        if (r0 + r < a.G) a.out[(b * a.G + r0 + r) * a.T + key] = s[r] * scale;
   }
 }
 
@@ -141,37 +157,39 @@ __global__ void ProjectKernel(float* qrot, const float* s, int rows, int m, int 
   if (r < rows) rj_dense_matvec(qrot + (long long)r * n, qproj + (long long)r * m, 1, s, m, n, 0);
 }
 
-template <int R, int BITS, bool WORDS>
+template <int R, int BITS>
 ffi::Error LaunchScores(cudaStream_t stream, long long B, ScoresArgs a) {
-  const int cs = CodeTileStride(WORDS, a.n, a.bits), ss = ByteStride(rj_packed_size(a.m, 1));
-  constexpr int kTile = kKeys * KeysPerThread<R, WORDS>();
   const size_t smem = (256 + R * QueryStride(a.n) + R * QueryStride(a.m)) * sizeof(float) +
-                      kTile * ((WORDS ? 2 : 1) * cs + ss);
-  const long long tiles = (a.T + kTile - 1) / kTile, chunks = (a.G + R - 1) / R;
-  // Word-wise: each block streams consecutive tiles, one in flight while it computes on the other.
-  a.tiles_per_block = 1;
-  if (WORDS) {
-    long long resident = 0;
-    int splits = 1;
-    if (ffi::Error err = ResidentBlocks(ScoresKernel<R, BITS, WORDS>, kKeys, smem, "scores", &resident); err.failure())
-      return err;
-    ChooseSplits(chunks * B, tiles, resident, &splits, &a.tiles_per_block);
-  }
+                      size_t(kKeys) * CodeTileStride(false, a.n, a.bits);
+  const dim3 grid(unsigned((a.T + kKeys - 1) / kKeys), unsigned((a.G + R - 1) / R), unsigned(B));
+  return LaunchAfter(ScoresKernel<R, BITS>, grid, kKeys, smem, stream, a, "scores");
+}
+
+// Word-wise: each block streams consecutive tiles, split so that the blocks fill the GPU's slots.
+template <int R, int BITS>
+ffi::Error LaunchScoresWords(cudaStream_t stream, long long B, ScoresArgs a) {
+  const size_t smem = ScoresWordsLayout<R, BITS>::Smem(a.m);
+  const long long tiles = (a.T + kKeys - 1) / kKeys, chunks = (a.G + R - 1) / R;
+  long long resident = 0;
+  int splits = 1;
+  if (ffi::Error err = ResidentBlocks(ScoresWordsKernel<R, BITS>, kKeys, smem, "scores", &resident); err.failure())
+    return err;
+  ChooseSplits(chunks * B, tiles, resident, &splits, &a.tiles_per_block);
   const dim3 grid(unsigned((tiles + a.tiles_per_block - 1) / a.tiles_per_block), unsigned(chunks), unsigned(B));
-  return LaunchAfter(ScoresKernel<R, BITS, WORDS>, grid, kKeys, smem, stream, a, "scores");
+  return LaunchAfter(ScoresWordsKernel<R, BITS>, grid, kKeys, smem, stream, a, "scores");
 }
 
 template <int R>
 ffi::Error LaunchScoresBits(cudaStream_t stream, long long B, const ScoresArgs& a) {
   // Whole 16-byte chunks per row (WordShape), so every staged tile starts 16-byte aligned with the base.
   if (WordShape(a.n, a.bits) && reinterpret_cast<uintptr_t>(a.codes) % 16 == 0) {
-    if (a.bits == 4) return LaunchScores<R, 4, true>(stream, B, a);
-    if (a.bits == 3) return LaunchScores<R, 3, true>(stream, B, a);
-    return LaunchScores<R, 2, true>(stream, B, a);
+    if (a.bits == 4) return LaunchScoresWords<R, 4>(stream, B, a);
+    if (a.bits == 3) return LaunchScoresWords<R, 3>(stream, B, a);
+    return LaunchScoresWords<R, 2>(stream, B, a);
   }
-  if (a.bits == 4) return LaunchScores<R, 4, false>(stream, B, a);
-  if (a.bits == 3) return LaunchScores<R, 3, false>(stream, B, a);
-  return LaunchScores<R, 0, false>(stream, B, a);
+  if (a.bits == 4) return LaunchScores<R, 4>(stream, B, a);
+  if (a.bits == 3) return LaunchScores<R, 3>(stream, B, a);
+  return LaunchScores<R, 0>(stream, B, a);
 }
 
 // grouped: q (B, G, dim), codes (B, T, nbytes), norms (B, T) → (B, G, T); else every query row
