@@ -105,27 +105,35 @@ template <int R, int BITS>
 __device__ __forceinline__ void ScoreColumns(const unsigned char* tile, CentroidTable table,
                                              const QueryOperands<R>& q, float* sc) {
   using S = ScoreShape<R>;
+  using Addresses = IndexAddresses<BITS, BITS>;
   const int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+  Addresses ix[2][2];  // [m-tile][token g, g + 8]
 #pragma unroll
-  for (int mt = 0; mt < 2; ++mt) {
-    unsigned w[2][BITS];
-    LoadWordWindow<BITS>(tile, 16 * mt + g, t, w[0]);
-    LoadWordWindow<BITS>(tile, 16 * mt + g + 8, t, w[1]);
-    const IndexAddresses<BITS, BITS> ix[2] = {IndexAddresses<BITS, BITS>(w[0], table.base),
-                                              IndexAddresses<BITS, BITS>(w[1], table.base)};
-    float d[S::kTiles][4] = {};
+  for (int mt = 0; mt < 2; ++mt)
 #pragma unroll
-    for (int ks = 0; ks < 16; ++ks) {
-      const unsigned e[4] = {table.Word(ix[0][2 * ks]), table.Word(ix[1][2 * ks]), table.Word(ix[0][2 * ks + 1]),
-                             table.Word(ix[1][2 * ks + 1])};
-#pragma unroll
-      for (int nt = 0; nt < S::kTiles; ++nt) Mma16816(d[nt], e, q.b[nt][ks][0], q.b[nt][ks][1]);
+    for (int h = 0; h < 2; ++h) {
+      unsigned w[BITS];
+      LoadWordWindow<BITS>(tile, 16 * mt + g + 8 * h, t, w);
+      ix[mt][h] = Addresses(w, table.base);
     }
+  // The two m-tiles' accumulations interleaved: independent chains of dependent products.
+  float d[2][S::kTiles][4] = {};
+#pragma unroll
+  for (int ks = 0; ks < 16; ++ks)
+#pragma unroll
+    for (int mt = 0; mt < 2; ++mt) {
+      const unsigned e[4] = {table.Word(ix[mt][0][2 * ks]), table.Word(ix[mt][1][2 * ks]),
+                             table.Word(ix[mt][0][2 * ks + 1]), table.Word(ix[mt][1][2 * ks + 1])};
+#pragma unroll
+      for (int nt = 0; nt < S::kTiles; ++nt) Mma16816(d[mt][nt], e, q.b[nt][ks][0], q.b[nt][ks][1]);
+    }
+#pragma unroll
+  for (int mt = 0; mt < 2; ++mt)
 #pragma unroll
     for (int nt = 0; nt < S::kTiles; ++nt)
 #pragma unroll
-      for (int i = 0; i < 4; ++i) sc[(8 * nt + 2 * t + (i & 1)) * S::kStride + 16 * mt + g + 8 * (i >> 1)] = d[nt][i];
-  }
+      for (int i = 0; i < 4; ++i)
+        sc[(8 * nt + 2 * t + (i & 1)) * S::kStride + 16 * mt + g + 8 * (i >> 1)] = d[mt][nt][i];
 }
 
 }  // namespace

@@ -94,36 +94,39 @@ __global__ void __launch_bounds__(kKeys) ScoresKernel(ScoresArgs a) {
 
 // Word-wise path (n = 128, bits 2/3/4, 16-byte aligned codes) on the tensor cores: each block
 // streams `tiles_per_block` consecutive tiles of kKeys keys; each warp stages its own 32 code rows of
-// a tile (the next one in flight), scores them (ScoreColumns, code_mma.cuh) and writes a key per lane.
+// a tile (the next two in flight), scores them (ScoreColumns, code_mma.cuh) and writes a key per lane.
 template <int R, int BITS>
 struct ScoresWordsLayout {
-  static constexpr int kWarpBytes = ScoreShape<R>::kBytes + 2 * 32 * WordRow<BITS>::kStride;
+  static constexpr int kStages = 3;  // a warp's tile buffers
+  static constexpr int kWarpBytes = ScoreShape<R>::kBytes + kStages * 32 * WordRow<BITS>::kStride;
   // The table (in 128 floats), the QJL projections, then the warps' score columns and tiles.
   static size_t Smem(int m) { return (128 + R * QueryStride(m)) * sizeof(float) + (kKeys / 32) * size_t(kWarpBytes); }
 };
 
 template <int R, int BITS>
-__global__ void __launch_bounds__(kKeys, R <= 4 ? 4 : 2) ScoresWordsKernel(ScoresArgs a) {
+__global__ void __launch_bounds__(kKeys, R <= 2 ? 6 : R <= 4 ? 4 : 2) ScoresWordsKernel(ScoresArgs a) {
   using S = ScoreShape<R>;
   using W = WordRow<BITS>;
   constexpr int kRows = 32 * W::kStride;  // bytes of a warp's tile
+  constexpr int kStages = ScoresWordsLayout<R, BITS>::kStages;
   const int ms = QueryStride(a.m), lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   extern __shared__ __align__(16) float smem[];
   float* table = CentroidTable::Place(smem);
   float* qp = smem + 128;
   unsigned char* region = reinterpret_cast<unsigned char*>(qp + R * ms) + warp * ScoresWordsLayout<R, BITS>::kWarpBytes;
   float* sc = reinterpret_cast<float*>(region);
-  unsigned char* tiles = region + S::kBytes;  // two, one in flight
+  unsigned char* tiles = region + S::kBytes;  // kStages of them, two in flight
 
   const long long b = blockIdx.z, first = (long long)blockIdx.x * a.tiles_per_block;
   const int r0 = blockIdx.y * R;
   const int count = int(min((long long)a.tiles_per_block, (a.T + kKeys - 1) / kKeys - first));
-  const auto stage = [&](int i) {  // this warp's 32 rows of tile i into buffer i % 2
+  const auto stage = [&](int i) {  // this warp's 32 rows of tile i into its buffer (none past count)
     const long long k0 = (first + i) * kKeys + 32 * warp;
-    const int rows = int(max(0LL, min(32LL, a.T - k0)));
-    StageWordRowsAsync<BITS>(a.codes + (b * a.T + k0) * W::kStride, rows, tiles + (i & 1) * kRows, lane, 32);
+    const int rows = i < count ? int(max(0LL, min(32LL, a.T - k0))) : 0;
+    StageWordRowsAsync<BITS>(a.codes + (b * a.T + k0) * W::kStride, rows, tiles + i % kStages * kRows, lane, 32);
   };
   stage(0);
+  stage(1);
   const int e = SplitTable<BITS>(a.centroids, table);
   GridDependencyWait();  // the rotated queries (and QJL projections) come from the kernels before
   StageQueryProjections<R>(a, b, r0, ms, qp);
@@ -134,11 +137,11 @@ __global__ void __launch_bounds__(kKeys, R <= 4 ? 4 : 2) ScoresWordsKernel(Score
   for (int i = 0; i < count; ++i) {
     const long long key = (first + i) * kKeys + 32 * warp + lane, row = b * a.T + key;
     const bool valid = key < a.T;
-    const float scale = valid ? a.norms[row] * a.inv_divisor : 0.0f;  // loaded while the products run
-    WaitCopies<0>();
-    __syncwarp();  // tile i here; every lane done with tile i − 1, whose buffer now takes tile i + 1
-    if (i + 1 < count) stage(i + 1);
-    ScoreColumns<R, BITS>(tiles + (i & 1) * kRows, cen, q, sc);
+    const float norm = valid ? a.norms[row] : 0.0f;  // used after the products
+    WaitCopies<1>();
+    __syncwarp();  // tile i here; every lane done with tile i − 1, whose buffer now takes tile i + 2
+    stage(i + 2);
+    ScoreColumns<R, BITS>(tiles + i % kStages * kRows, cen, q, sc);
     __syncwarp();
     float s[R];
 #pragma unroll
@@ -147,7 +150,7 @@ __global__ void __launch_bounds__(kKeys, R <= 4 ? 4 : 2) ScoresWordsKernel(Score
     if (valid)
 #pragma unroll
       for (int r = 0; r < R; ++r)
-        if (r0 + r < a.G) a.out[(b * a.G + r0 + r) * a.T + key] = s[r] * scale;
+        if (r0 + r < a.G) a.out[(b * a.G + r0 + r) * a.T + key] = s[r] * (norm * a.inv_divisor);
   }
 }
 
