@@ -74,7 +74,7 @@ __global__ void __launch_bounds__(kTokens, R <= 4 ? 4 : 2) AttentionWordsKernel(
   __syncthreads();  // the tables
   const CentroidTable kcen(ktab), vcen(vtab);
 
-  // Value rows of this thread: token TokenOf(t, j) of each k-step, index groups g and g + 8.
+  // Value rows of this thread: token TokenOf(t, s) of each k-step (k-slot s), index groups g and g + 8.
   const GroupWindow<BITS> win[2] = {GroupWindow<BITS>(g), GroupWindow<BITS>(g + 8)};
   float acc[8][NT][4] = {};
   float mrun[R], lrun[R];
