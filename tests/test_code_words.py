@@ -2,9 +2,14 @@
 (ffi/cuda/code_words.cuh), run on the CPU: IndexAddresses and GroupWindow are compiled as host code
 and must give, for rows packed by the kernel header's rj_pack, the address base | 4·index of every
 index at 2, 3 and 4 bits, both over a whole row and over each 8-index group (a wrong shift, mask or
-byte selector breaks it). WordRow's swizzle must permute each row's chunks, put 8 consecutive rows'
-chunk c in distinct bank groups, and move a chunk by an amount that depends on its number modulo 32
-only (what StageWordRowsAsync and the value threads' hoisted offsets assume)."""
+byte selector breaks it). WordRow's swizzle must permute each row's chunks and move a chunk by an
+amount that depends on its number modulo 32 only (what StageWordRowsAsync assumes).
+
+The tensor-core attention's token mapping (ffi/cuda/attention_words.cuh) is checked the same way: the
+word where a softmax lane writes token u's probability (PWord) must be the word the B registers of the
+lane (g, t) that takes u = TokenOf(t, s) read, and a warp's shared-memory reads of code words, its
+windows (scores) and its value groups (attention), must be free of bank conflicts at 2 and 4 bits
+(at 3 bits, whose rows are not swizzled, the value reads conflict 2-way: the known cost)."""
 
 from __future__ import annotations
 
@@ -12,6 +17,13 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def host_attention_code() -> str:
+    """TokenOf and PWord from attention_words.cuh, as host C++."""
+    text = (ROOT / "ffi" / "cuda" / "attention_words.cuh").read_text()
+    code = text[text.index("// Token of an 8-token k-step"):text.index("template <int R, int BITS>\n__global__")]
+    return code.replace("__host__ __device__ inline", "inline")
 
 
 def host_code() -> str:
@@ -72,12 +84,6 @@ int check_layout() {
     for (int k = 0; k < W::kWords; ++k)
       if (W::WordOffset(t, k) != W::WordOffset(t % 8, k)) { ++bad; printf("bits=%d row %d word %d\n", BITS, t, k); }
   }
-  for (int t0 = 0; t0 < 256; t0 += 8)
-    for (int c = 0; c < C; ++c) {
-      int groups = 0;  // 16-byte bank groups (of 8) of rows t0 … t0 + 7, chunk c
-      for (int t = t0; t < t0 + 8; ++t) groups |= 1 << ((t * C + W::Chunk(t, c)) % 8);
-      if (groups != 0xff) { ++bad; printf("bits=%d rows %d+ chunk %d: bank conflict\n", BITS, t0, c); }
-    }
   for (int ch = 0; ch < 4096; ++ch) {
     const auto move = [](int e) { return W::Chunk(e / C, e % C) - e % C; };
     if (move(ch) != move(ch % 32)) { ++bad; printf("bits=%d chunk %d moves unlike chunk %d\n", BITS, ch, ch % 32); }
@@ -95,3 +101,82 @@ int main() {
 
 def test_index_addresses_match_the_packed_indices(run_cxx):
     run_cxx(PROGRAM.replace("@CODE@", host_code()))
+
+
+MAPPING = r"""
+#include "rotorjax/kernel_math.h"
+#include <cstdio>
+#include <map>
+#include <set>
+
+@CODE@
+
+// Most distinct 4-byte words of one bank in any phase of a warp access: lane l reads `width` bytes at
+// address[l]; a phase takes 128 / width lanes (8 at 16 bytes, 16 at 8, the warp at 4).
+static int Ways(const long (&address)[32], const bool (&active)[32], int width) {
+  int worst = 1;
+  for (int p0 = 0; p0 < 32; p0 += 128 / width) {
+    std::map<int, std::set<long>> banks;
+    for (int l = p0; l < p0 + 128 / width && l < 32; ++l)
+      if (active[l])
+        for (int b = 0; b < width; b += 4) banks[int((address[l] + b) / 4 % 32)].insert((address[l] + b) / 4);
+    for (auto& kv : banks) worst = kv.second.size() > size_t(worst) ? int(kv.second.size()) : worst;
+  }
+  return worst;
+}
+
+template <int BITS>
+int check() {
+  using W = WordRow<BITS>;
+  int bad = 0, score_ways = 1, value_ways = 1;
+  for (int base = 0; base < 32; base += 16)  // scores: rows g and g + 8 of a 16-row m-tile, window t
+    for (int h = 0; h < 2; ++h)
+      for (int i = 0; i < (BITS == 3 ? 3 : 1); ++i) {  // 3 bits: three 4-byte reads
+        long address[32];
+        bool active[32];
+        for (int l = 0; l < 32; ++l) {
+          const int g = l / 4, t = l % 4, row = base + g + 8 * h;
+          address[l] = row * W::kStride + W::WordOffset(row, BITS * t + i);
+          active[l] = true;
+        }
+        const int ways = Ways(address, active, BITS == 4 ? 16 : BITS == 2 ? 8 : 4);
+        score_ways = ways > score_ways ? ways : score_ways;
+      }
+  for (int ks = 0; ks < 4; ++ks)  // values: groups g and g + 8 of tokens TokenOf(t, s), word k then k + 1
+    for (int s = 0; s < 2; ++s)
+      for (int h = 0; h < 2; ++h)
+        for (int second = 0; second < 2; ++second) {
+          long address[32];
+          bool active[32];
+          for (int l = 0; l < 32; ++l) {
+            const int g = l / 4, t = l % 4, row = 8 * ks + TokenOf(t, s);
+            const GroupWindow<BITS> win(g + 8 * h);
+            address[l] = row * W::kStride + W::WordOffset(row, win.k + second);
+            active[l] = !second || win.two;
+          }
+          const int ways = Ways(address, active, 4);
+          value_ways = ways > value_ways ? ways : value_ways;
+        }
+  printf("bits=%d: score reads %d-way, value reads %d-way\n", BITS, score_ways, value_ways);
+  if (score_ways != 1 || value_ways > (BITS == 3 ? 2 : 1)) ++bad;
+  return bad;
+}
+
+int main() {
+  int bad = 0, seen = 0;
+  for (int t = 0; t < 4; ++t)
+    for (int s = 0; s < 2; ++s) {
+      const int u = TokenOf(t, s);
+      seen |= 1 << u;
+      if (PWord(u) != t + 4 * s) { ++bad; printf("token %d: P word %d, read at %d\n", u, PWord(u), t + 4 * s); }
+    }
+  if (seen != 0xff) { ++bad; printf("TokenOf does not cover the 8 tokens of a k-step\n"); }
+  bad += check<2>() + check<3>() + check<4>();
+  printf("bad=%d\n", bad);
+  return bad != 0;
+}
+"""
+
+
+def test_attention_token_mapping_and_banks(run_cxx):
+    run_cxx(MAPPING.replace("@CODE@", host_code() + "\n" + host_attention_code()))

@@ -36,9 +36,11 @@ struct WordsLayout {
 };
 
 // Token of an 8-token k-step in k-slot s (k-rows 2t + 8s, 2t + 8s + 1): a warp's reads of V rows
-// TokenOf(0..3, s) hit distinct banks (WordRow's swizzle). P's word of token u: t = (u & 1) + 2 (u >> 2),
-// s = u >> 1 & 1.
-__device__ __forceinline__ int TokenOf(int t, int s) { return (t & 1) + 4 * (t >> 1) + 2 * s; }
+// TokenOf(0..3, s) hit distinct banks at 2 and 4 bits (WordRow's swizzle; tests/test_code_words.py).
+__host__ __device__ inline int TokenOf(int t, int s) { return (t & 1) + 4 * (t >> 1) + 2 * s; }
+// Word of token u of a k-step in a column of P: t + 4s for u = TokenOf(t, s), where lane (g, t) reads
+// its B registers (the softmax lane of token u writes it).
+__host__ __device__ inline int PWord(int u) { return (u & 1) + 2 * (u >> 2) + 4 * (u >> 1 & 1); }
 
 template <int R, int BITS>
 __global__ void __launch_bounds__(kTokens, R <= 4 ? 4 : 2) AttentionWordsKernel(AttnArgs a) {
@@ -103,8 +105,7 @@ __global__ void __launch_bounds__(kTokens, R <= 4 ? 4 : 2) AttentionWordsKernel(
     bool moved = evn != ev;
     ev = evn;
     float alpha[R];
-    const int u = lane % 8;
-    unsigned* pw = pb + lane / 8 * L::kPStep + (u & 1) + 2 * (u >> 2) + 4 * (u >> 1 & 1);  // column n at 12n
+    unsigned* pw = pb + lane / 8 * L::kPStep + PWord(lane % 8);  // column n at 12n
 #pragma unroll
     for (int r = 0; r < R; ++r) {
       const bool seen = lane < valid && first + lane < span.lim[r];
