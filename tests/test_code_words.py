@@ -29,8 +29,7 @@ def host_attention_code() -> str:
 def host_code() -> str:
     """WordRow, IndexOffset … IndexAddresses and GroupWindow from code_words.cuh, as host C++."""
     text = (ROOT / "ffi" / "cuda" / "code_words.cuh").read_text()
-    parts = [text[text.index("constexpr int kWordN"):text.index("// Byte tile row stride")],
-             text[text.index("// 4 · (index i) of a row held as words w"):text.index("// A table of ≤ 16 centroids")],
+    parts = [text[text.index("constexpr int kWordN"):text.index("// A table of ≤ 16 centroids")],
              text[text.index("// The 8 indices of coordinates"):text.index("}  // namespace\n")]]
     code = "\n".join(parts).replace("__host__ __device__ __forceinline__", "inline").replace("__host__ __device__", "")
     assert not re.search(r"__\w+__\s|threadIdx|blockIdx", code.replace("__CUDA_ARCH__", "")), "CUDA left in the host version"

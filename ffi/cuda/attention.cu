@@ -26,7 +26,7 @@ __global__ void __launch_bounds__(kTokens) AttentionKernel(AttnArgs a) {
   const int kbits = KB > 0 ? KB : a.kbits, vbits = VB > 0 ? VB : a.vbits;
   const int nk = a.nk, nv = a.nv;
   const int nkb = rj_packed_size(nk, kbits), nvb = rj_packed_size(nv, vbits);
-  const int qs = QueryStride(nk), csk = CodeTileStride(false, nk, kbits), csv = CodeTileStride(false, nv, vbits);
+  const int qs = QueryStride(nk), csk = CodeTileStride(nk, kbits), csv = CodeTileStride(nv, vbits);
   const int groups = (nv + 7) / 8, lanes = kTokens / groups;  // value coordinate groups × token lanes
   extern __shared__ __align__(16) float smem[];
   float* kcen = smem;
@@ -220,7 +220,7 @@ struct AttnPlan {
 
 template <int R, int KB, int VB>
 AttnPlan PlanAs(const AttnArgs& a) {
-  const int csk = CodeTileStride(false, a.nk, a.kbits), csv = CodeTileStride(false, a.nv, a.vbits);
+  const int csk = CodeTileStride(a.nk, a.kbits), csv = CodeTileStride(a.nv, a.vbits);
   const int groups = (a.nv + 7) / 8, lanes = kTokens / groups;
   const size_t tiles = size_t(kTokens) * (csk + csv), red = size_t(lanes) * R * groups * 8 * sizeof(float);
   const size_t smem = (512 + R * QueryStride(a.nk) + R * kTokens + kTokens + 4 * R) * sizeof(float) +

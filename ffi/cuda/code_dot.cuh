@@ -31,6 +31,9 @@ __device__ __forceinline__ void CodeDot(const unsigned char* row, int n, int bit
   }
 }
 
+// Byte stride of a generic code tile's rows: whole 8-index groups (CodeDot), an odd number of words.
+__host__ __device__ inline int CodeTileStride(int n, int bits) { return ByteStride(GroupedBytes(n, bits)); }
+
 // Padded float row length of rotated queries: a multiple of 8 (whole groups, 16-byte aligned rows).
 __host__ __device__ inline int QueryStride(int n) { return (n + 7) / 8 * 8; }
 

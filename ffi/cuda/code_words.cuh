@@ -35,11 +35,6 @@ struct WordRow {
   __host__ __device__ static int WordOffset(int t, int k) { return Chunk(t, k / 4) * 16 + k % 4 * 4; }
 };
 
-// Byte tile row stride of the word-wise (words) or the generic byte-wise layout.
-__host__ __device__ inline int CodeTileStride(bool words, int n, int bits) {
-  return words ? n * bits / 8 : ByteStride(GroupedBytes(n, bits));
-}
-
 // 4 · (index i) of a row held as words w; i must be a compile-time constant after unrolling.
 template <int BITS>
 __host__ __device__ __forceinline__ unsigned IndexOffset(const unsigned* w, int i) {

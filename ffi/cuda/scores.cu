@@ -61,7 +61,7 @@ __device__ void StageQueryProjections(const ScoresArgs& a, long long b, int r0, 
 template <int R, int BITS>
 __global__ void __launch_bounds__(kKeys) ScoresKernel(ScoresArgs a) {
   const int bits = BITS > 0 ? BITS : a.bits, n = a.n, nbytes = rj_packed_size(n, bits);
-  const int qs = QueryStride(n), ms = QueryStride(a.m), cs = CodeTileStride(false, n, bits);
+  const int qs = QueryStride(n), ms = QueryStride(a.m), cs = CodeTileStride(n, bits);
   extern __shared__ __align__(16) float smem[];
   float* cen = smem;
   float* q = smem + 256;
@@ -163,7 +163,7 @@ __global__ void ProjectKernel(float* qrot, const float* s, int rows, int m, int 
 template <int R, int BITS>
 ffi::Error LaunchScores(cudaStream_t stream, long long B, ScoresArgs a) {
   const size_t smem = (256 + R * QueryStride(a.n) + R * QueryStride(a.m)) * sizeof(float) +
-                      size_t(kKeys) * CodeTileStride(false, a.n, a.bits);
+                      size_t(kKeys) * CodeTileStride(a.n, a.bits);
   const dim3 grid(unsigned((a.T + kKeys - 1) / kKeys), unsigned((a.G + R - 1) / R), unsigned(B));
   return LaunchAfter(ScoresKernel<R, BITS>, grid, kKeys, smem, stream, a, "scores");
 }
