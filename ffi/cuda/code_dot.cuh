@@ -1,5 +1,6 @@
 // Inner products of rotated queries with encoded vectors, straight from packed codes in shared memory
-// (scores, attention_decode): 8 indices at a time, since 8 indices of `bits` bits are `bits` whole bytes.
+// (the generic paths of scores and attention_decode; the word-wise ones are in code_mma.cuh): 8 indices
+// at a time, since 8 indices of `bits` bits are `bits` whole bytes.
 #pragma once
 
 #include "cuda_common.cuh"
