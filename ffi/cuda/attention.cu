@@ -101,8 +101,7 @@ __global__ void __launch_bounds__(kTokens) AttentionKernel(AttnArgs a) {
         x[i] = prob[r * kTokens + lane + 32 * i];
         mx = fmaxf(mx, x[i]);
       }
-#pragma unroll
-      for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+      mx = WarpMax(mx);
       const float m_old = stat[3 * r], m_new = fmaxf(m_old, mx);
       const bool none = m_new == -INFINITY;  // nothing visible yet: keep zeros, no NaN from −∞ − −∞
       float sum = 0.0f;
@@ -112,8 +111,7 @@ __global__ void __launch_bounds__(kTokens) AttentionKernel(AttnArgs a) {
         sum += e;
         prob[r * kTokens + lane + 32 * i] = e * vnorm[lane + 32 * i];
       }
-#pragma unroll
-      for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+      sum = WarpSum(sum);
       __syncwarp();
       if (lane == 0) {
         const float alpha = none ? 1.0f : __expf(m_old - m_new);

@@ -97,10 +97,7 @@ __global__ void __launch_bounds__(kTokens, R <= 4 ? 4 : 2) AttentionWordsKernel(
     stage(tok0 + kTokens, false);
 
     // Online softmax, a lane per token: probabilities × ‖v‖ split, each half twice in its B word.
-    int evt = SplitExponent(vn);
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) evt = max(evt, __shfl_xor_sync(0xffffffffu, evt, o));
-    const int evn = max(ev, evt);
+    const int evn = max(ev, WarpMax(SplitExponent(vn)));
     const float vscale = vn * Pow2(15 - evn), drift = evn - ev > 100 ? 0.0f : Pow2(ev - evn);
     bool moved = evn != ev;
     ev = evn;

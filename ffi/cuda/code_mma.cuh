@@ -16,17 +16,6 @@ namespace rotorjax {
 namespace cuda {
 namespace {
 
-__device__ __forceinline__ float WarpMax(float x) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, o));
-  return x;
-}
-__device__ __forceinline__ float WarpSum(float x) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) x += __shfl_xor_sync(0xffffffffu, x, o);
-  return x;
-}
-
 // x[i] where i is known only at run time (no local-memory array).
 template <int N, typename T>
 __device__ __forceinline__ T Pick(const T (&x)[N], int i) {

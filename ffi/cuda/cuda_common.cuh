@@ -369,6 +369,19 @@ ffi::Error LaunchAfter(Kernel kernel, dim3 grid, int threads, size_t smem, cudaS
   return CudaError(cudaLaunchKernelEx(&config, kernel, args), what);
 }
 
+// The maximum (sum) of x over the 32 lanes of a warp, in every lane (all lanes must call it).
+template <typename T>
+__device__ __forceinline__ T WarpMax(T x) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) x = max(x, __shfl_xor_sync(0xffffffffu, x, o));
+  return x;
+}
+__device__ __forceinline__ float WarpSum(float x) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) x += __shfl_xor_sync(0xffffffffu, x, o);
+  return x;
+}
+
 // In a kernel launched by LaunchAfter: waits until the kernel before it has finished and its writes
 // are visible (a no-op when launched plainly).
 __device__ __forceinline__ void GridDependencyWait() { asm volatile("griddepcontrol.wait;" ::: "memory"); }

@@ -1,4 +1,5 @@
-// Float32-accurate products on the tensor cores from float16 halves (attention_decode's word-wise path).
+// Float32-accurate products on the tensor cores from float16 halves (the word-wise scores and
+// attention_decode).
 // A value x, first scaled by a power of two that puts the largest |x| of its set in [2^14, 2^15), is
 // carried as x ≈ hi + lo with hi = f16(x) and lo = f16(x − hi): 22 significant bits. In an m16n8k16
 // product a register holds two consecutive k-elements, so an A register can be a split value itself,
