@@ -36,11 +36,18 @@ struct WordsLayout {
 };
 
 // Token of an 8-token k-step in k-slot s (k-rows 2t + 8s, 2t + 8s + 1): a warp's reads of V rows
-// TokenOf(0..3, s) hit distinct banks at 2 and 4 bits (WordRow's swizzle; tests/test_code_words.py).
-__host__ __device__ inline int TokenOf(int t, int s) { return (t & 1) + 4 * (t >> 1) + 2 * s; }
+// TokenOf(0..3, s) hit distinct banks (WordRow's swizzle at 2 and 4 bits; the unswizzled 3-bit rows,
+// 48 bytes apart, take adjacent tokens; tests/test_code_words.py).
+template <int BITS>
+__host__ __device__ inline int TokenOf(int t, int s) {
+  return BITS == 3 ? 2 * t + s : (t & 1) + 4 * (t >> 1) + 2 * s;
+}
 // Word of token u of a k-step in a column of P: t + 4s for u = TokenOf(t, s), where lane (g, t) reads
 // its B registers (the softmax lane of token u writes it).
-__host__ __device__ inline int PWord(int u) { return (u & 1) + 2 * (u >> 2) + 4 * (u >> 1 & 1); }
+template <int BITS>
+__host__ __device__ inline int PWord(int u) {
+  return BITS == 3 ? (u >> 1) + 4 * (u & 1) : (u & 1) + 2 * (u >> 2) + 4 * (u >> 1 & 1);
+}
 
 template <int R, int BITS>
 __global__ void __launch_bounds__(kTokens, R <= 4 ? 4 : 2) AttentionWordsKernel(AttnArgs a) {
@@ -102,7 +109,7 @@ __global__ void __launch_bounds__(kTokens, R <= 4 ? 4 : 2) AttentionWordsKernel(
     bool moved = evn != ev;
     ev = evn;
     float alpha[R];
-    unsigned* pw = pb + lane / 8 * L::kPStep + PWord(lane % 8);  // column n at 12n
+    unsigned* pw = pb + lane / 8 * L::kPStep + PWord<BITS>(lane % 8);  // column n at 12n
 #pragma unroll
     for (int r = 0; r < R; ++r) {
       const bool seen = lane < valid && first + lane < span.lim[r];
@@ -142,7 +149,7 @@ __global__ void __launch_bounds__(kTokens, R <= 4 ? 4 : 2) AttentionWordsKernel(
       IndexAddresses<BITS, 1> ix[2][2];  // [k-slot][index group g, g + 8]
 #pragma unroll
       for (int k = 0; k < 2; ++k) {
-        const int u = 8 * ks + TokenOf(t, k);
+        const int u = 8 * ks + TokenOf<BITS>(t, k);
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
           const unsigned v = win[h]([&](int c) {

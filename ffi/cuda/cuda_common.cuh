@@ -35,7 +35,8 @@ namespace ffi = xla::ffi;
 // registers / local memory, sized for this at compile time.
 constexpr int kMaxN = 512;
 // Prepared rotation parameters (block matrices or Hadamard signs) in constant memory, where every
-// thread of a warp reads the same element: the multiply-adds take them as operands directly. One copy
+// thread of a warp reads the same element (sm_90 ptxas loads them into uniform registers for the
+// multiply-adds; the fast encode/decode keep one rotor stage in shared memory: warp_rows.cuh). One copy
 // per translation unit (each .cu is its own module), filled by SetRotation on the call's stream.
 constexpr int kMaxParams = 16384;
 static __constant__ float c_params[kMaxParams];

@@ -32,7 +32,9 @@ __global__ void __launch_bounds__(kFastWarps * kWarpRows, 3) DecodeRowsKernel(De
   extern __shared__ uint4 slices[];
   // ≤ 16 floats in distinct banks (any gather is conflict-free), 256-byte aligned for IndexAddresses.
   __shared__ __align__(256) float cen[1 << BITS];
+  __shared__ float mats[FastRotation<KIND, N, true>::kStage];
   const auto prologue = [&] {
+    FastRotation<KIND, N, true>::Copy(mats);
     for (int i = threadIdx.x; i < (1 << BITS); i += blockDim.x) cen[i] = a.centroids[i];
     __syncthreads();
   };
@@ -52,7 +54,7 @@ __global__ void __launch_bounds__(kFastWarps * kWarpRows, 3) DecodeRowsKernel(De
       float v[N];
 #pragma unroll
       for (int c = 0; c < N; ++c) v[c] = table(ix[c]);
-      rj_rotate_scaled(KIND, v, N, 1, c_params, 1, norm);
+      FastRotation<KIND, N, true>::Apply(v, mats, norm);
       FloatsToRow<E>(v, slice + lane * kStride);
     }
     WarpStoreRows<kOut, kStride>(slice, valid, static_cast<uint4*>(a.out) + tile * kWarpRows * kOut);

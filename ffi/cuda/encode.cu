@@ -64,26 +64,32 @@ __global__ void PrepareQuantTableKernel(const float* bnd, int count, QuantTable*
 }
 
 __device__ __forceinline__ unsigned int TableIndex(float y, const QuantCell* cells) {
-  // Cell of y, rounded to nearest: (y + kSpan) / w − ½ as the low mantissa bits of a float in
-  // [2^23, 2^24); the mask keeps any input (NaN, garbage) inside the table.
-  constexpr float kScale = kCells / (2.0f * kSpan), kMagic = 12582912.0f;  // 1.5 · 2^23
-  const unsigned cell = unsigned(__float_as_int(fmaf(y, kScale, kCells / 2 - 0.5f + kMagic))) & (kCells - 1);
-  const float2 q = reinterpret_cast<const float2*>(cells)[cell];  // one 8-byte load
-  return unsigned(__float_as_int(q.y)) + (q.x < y ? 1u : 0u);
+  // 8 × y's position among the cells, (y + kSpan) / w, rounded to an integer in the low mantissa bits
+  // of a float in [2^23, 2^24): bits 3…10 are the cell, so masking gives the byte offset of its 8-byte
+  // entry with no shift. Rounding moves the position by at most 1/16 of a cell, inside the widening;
+  // the mask keeps any input (NaN, garbage) inside the table.
+  constexpr float kScale = 8 * kCells / (2.0f * kSpan), kMagic = 12582912.0f;  // 1.5 · 2^23
+  const unsigned offset = unsigned(__float_as_int(fmaf(y, kScale, 4 * kCells + kMagic))) & (8 * kCells - 8);
+  const float2 q = *reinterpret_cast<const float2*>(reinterpret_cast<const char*>(cells) + offset);
+  // base + (boundary < y)
+  unsigned int index = __float_as_int(q.y);
+  asm("{ .reg .pred p; setp.lt.f32 p, %1, %2; @p add.u32 %0, %0, 1; }" : "+r"(index) : "f"(q.x), "f"(y));
+  return index;
 }
 
 // One lane's row: the staged input at `row` → its packed codes over the same place, and its norm.
 // The vector, indices and packed words stay in registers; the normalisation rides on the rotation's
 // Walsh–Hadamard scaling.
 template <int KIND, int N, int BITS, typename E>
-__device__ __forceinline__ void EncodeRow(uint4* row, const QuantCell* cells, const float* bnd, bool table, float* norm_out) {
+__device__ __forceinline__ void EncodeRow(uint4* row, const float* mats, const QuantCell* cells, const float* bnd, bool table,
+                                          float* norm_out) {
   float v[N];
   RowToFloats<E>(row, v);
   float part[4] = {};  // four partial sums: a shorter dependency chain
 #pragma unroll
   for (int c = 0; c < N; ++c) part[c % 4] += v[c] * v[c];
   const float norm = sqrtf((part[0] + part[1]) + (part[2] + part[3]));
-  rj_rotate_scaled(KIND, v, N, 1, c_params, 0, 1.0f / (norm > 0.0f ? norm : 1.0f));
+  FastRotation<KIND, N, false>::Apply(v, mats, 1.0f / (norm > 0.0f ? norm : 1.0f));
   unsigned int words[N * BITS / 32] = {};
   if (table) {
 #pragma unroll
@@ -105,6 +111,8 @@ __global__ void __launch_bounds__(kFastWarps * kWarpRows, 3) EncodeRowsKernel(En
   __shared__ QuantCell cells[kCells];
   __shared__ float bnd[(1 << BITS) - 1];
   __shared__ int ok;
+  __shared__ float mats[FastRotation<KIND, N, false>::kStage];
+  FastRotation<KIND, N, false>::Copy(mats);
   for (int i = threadIdx.x; i < kCells; i += blockDim.x) cells[i] = a.table->cell[i];
   for (int i = threadIdx.x; i < (1 << BITS) - 1; i += blockDim.x) bnd[i] = a.boundaries[i];
   if (threadIdx.x == 0) ok = a.table->ok;
@@ -116,7 +124,7 @@ __global__ void __launch_bounds__(kFastWarps * kWarpRows, 3) EncodeRowsKernel(En
   // first measured 6 % slower in float32 (docs/cuda_notes.md, session 3).
   WithWarpTile<kIn>(static_cast<const uint4*>(a.x), a.rows, slice, [] {}, [&](long long tile, int valid) {
     if (lane < valid) {
-      EncodeRow<KIND, N, BITS, E>(slice + lane * kStride, cells, bnd, ok, a.norms + tile * kWarpRows + lane);
+      EncodeRow<KIND, N, BITS, E>(slice + lane * kStride, mats, cells, bnd, ok, a.norms + tile * kWarpRows + lane);
     }
     WarpStoreRows<kWords / 4, kStride>(slice, valid, reinterpret_cast<uint4*>(a.codes) + tile * kWarpRows * (kWords / 4));
   });

@@ -136,6 +136,25 @@ __device__ __forceinline__ void RowToWords(const uint4* row, unsigned int (&w)[W
   }
 }
 
+// The fast kernels' rotation, rotor-mix on N = 2^j coordinates, forward (encode) or INVERSE (decode),
+// with the rotor stage it applies first read from a copy in shared memory and the other from c_params.
+// The two stages' matrices are 3 KB. With both in constant memory encode ran 12–20 % and decode 9–20 %
+// slower on the H200; with the stage applied second shared instead, 2–10 % slower (float32 decode 2×:
+// it spills). docs/cuda_notes.md, session 6.
+template <int KIND, int N, bool INVERSE>
+struct FastRotation {
+  static_assert(KIND == RJ_KIND_ROTOR_MIX && (N & (N - 1)) == 0, "the fast kernels take rotor-mix on 2^j coordinates");
+  static constexpr int kStage = 9 * ((N + 2) / 3);  // floats of one stage's ⌈N/3⌉ 3×3 matrices
+  static constexpr int kFirst = INVERSE ? 1 : 0;    // the stage applied first
+  // The block's copy of the first stage (a barrier must follow before Apply).
+  __device__ static void Copy(float* mats) {
+    for (int i = threadIdx.x; i < kStage; i += blockDim.x) mats[i] = c_params[kFirst * kStage + i];
+  }
+  __device__ static void Apply(float (&v)[N], const float* mats, float scale) {
+    rj_rotor_mix_pow2(v, N, 1, INVERSE ? c_params : mats, INVERSE ? mats : c_params + kStage, INVERSE, scale);
+  }
+};
+
 // Whether the fast kernels may take these buffers: every pointer 16-byte aligned (XLA's buffers are; a
 // sub-buffer need not be).
 inline bool Aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }

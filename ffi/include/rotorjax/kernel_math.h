@@ -363,32 +363,44 @@ RJ_FN void rj_rotor_stage(RJ_THREAD float* v, int n, int lanes, RJ_PARAM float* 
   }
 }
 
-/* The whole rotor-mix rotation in place, times `scale`: folded into the Walsh–Hadamard normalisation
- * when one window spans all n coordinates, else a multiply at the end (a window's transform scales
- * only its own coordinates). mats: (windows + 1) stages × ⌈n/3⌉ matrices, stage-major.
- * Forward: R_0, then for each window s: H(window s), R_{s+1}. Inverse: the exact reverse order with
- * transposed blocks (H is its own inverse). */
+/* Rotor-mix on n = 2^j coordinates (one window spans them all), times `scale` folded into the
+ * Walsh–Hadamard normalisation: forward R_0, H, R_1; inverse R_1ᵀ, H, R_0ᵀ. Each stage's ⌈n/3⌉
+ * matrices come through their own pointer, so that a GPU kernel may read one stage from shared memory
+ * and the other from constant memory. */
+RJ_FN void rj_rotor_mix_pow2(RJ_THREAD float* v, int n, int lanes, RJ_PARAM float* stage0, RJ_PARAM float* stage1,
+                             int inverse, float scale) {
+  rj_rotor_stage(v, n, lanes, inverse ? stage1 : stage0, inverse);
+  rj_fwht_scaled(v, n, lanes, scale);
+  rj_rotor_stage(v, n, lanes, inverse ? stage0 : stage1, inverse);
+}
+
+/* The whole rotor-mix rotation in place, times `scale`: rj_rotor_mix_pow2 when one window spans all n
+ * coordinates, else a multiply at the end (a window's transform scales only its own coordinates).
+ * mats: (windows + 1) stages × ⌈n/3⌉ matrices, stage-major. Forward: R_0, then for each window s:
+ * H(window s), R_{s+1}. Inverse: the exact reverse order with transposed blocks (H is its own inverse). */
 RJ_FN void rj_rotor_mix(RJ_THREAD float* v, int n, int lanes, RJ_PARAM float* mats, int inverse, float scale) {
   const int windows = rj_rotor_mix_windows(n), p = rj_largest_pow2(n), stage = 9 * rj_rotor_stage_blocks(n);
-  const float fold = windows == 1 ? scale : 1.0f;
+  if (windows == 1) {
+    rj_rotor_mix_pow2(v, n, lanes, mats, mats + stage, inverse, scale);
+    return;
+  }
   if (!inverse) {
     rj_rotor_stage(v, n, lanes, mats, 0);
     RJ_UNROLL
     for (int s = 0; s < windows; ++s) {
-      rj_fwht_scaled(v + rj_rotor_mix_window_start(s, n) * lanes, p, lanes, fold);
+      rj_fwht(v + rj_rotor_mix_window_start(s, n) * lanes, p, lanes);
       rj_rotor_stage(v, n, lanes, mats + (s + 1) * stage, 0);
     }
   } else {
     RJ_UNROLL
     for (int s = windows - 1; s >= 0; --s) {
       rj_rotor_stage(v, n, lanes, mats + (s + 1) * stage, 1);
-      rj_fwht_scaled(v + rj_rotor_mix_window_start(s, n) * lanes, p, lanes, fold);
+      rj_fwht(v + rj_rotor_mix_window_start(s, n) * lanes, p, lanes);
     }
     rj_rotor_stage(v, n, lanes, mats, 1);
   }
-  if (windows > 1)
-    RJ_UNROLL
-    for (int i = 0; i < n * lanes; ++i) v[i] *= scale;
+  RJ_UNROLL
+  for (int i = 0; i < n * lanes; ++i) v[i] *= scale;
 }
 
 /* Any kind in place on its n = padded_dim coordinates (zero-padded beyond dim by the caller), times
