@@ -138,8 +138,8 @@ __device__ __forceinline__ void RowToWords(const uint4* row, unsigned int (&w)[W
 
 // The fast kernels' rotation, rotor-mix on N = 2^j coordinates, forward (encode) or INVERSE (decode),
 // with the rotor stage it applies first read from a copy in shared memory and the other from c_params.
-// The two stages' matrices are 3 KB. With both in constant memory encode ran 12–20 % and decode 9–20 %
-// slower on the H200; with the stage applied second shared instead, 2–10 % slower (float32 decode 2×:
+// The two stages' matrices are 3 KB. With both in constant memory encode ran 12–21 % and decode 9–19 %
+// slower on the H200; with the stage applied second shared instead, 1–10 % slower (float32 decode 2×:
 // it spills). docs/cuda_notes.md, session 6.
 template <int KIND, int N, bool INVERSE>
 struct FastRotation {
