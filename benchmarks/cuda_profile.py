@@ -18,5 +18,8 @@ kc = jax.block_until_ready(kq.encode(jax.random.normal(key, (16, 8, 32768, 128),
 q = jax.random.normal(key, (16, 8, 4, 128), jnp.bfloat16)
 jax.block_until_ready(attention.grouped_scores(kq, q, kc))
 jax.block_until_ready(attention.grouped_scores(kq, q[:, :, :1], kc))  # 1 query per KV head
-out = attention.attention_decode(q.reshape(16, 32, 1, 128), kq, kc, kq, kc, jnp.full((16,), 32768, jnp.int32))
-jax.block_until_ready(out)
+lengths = jnp.full((16,), 32768, jnp.int32)
+jax.block_until_ready(attention.attention_decode(q.reshape(16, 32, 1, 128), kq, kc, kq, kc, lengths))
+k3 = TurboQuant(128, 3, "rotor-mix", key=key)  # K3/V3: the 3-bit token mapping's bank conflicts
+c3 = jax.block_until_ready(k3.encode(jax.random.normal(key, (16, 8, 32768, 128), jnp.bfloat16)))
+jax.block_until_ready(attention.attention_decode(q.reshape(16, 32, 1, 128), k3, c3, k3, c3, lengths))
