@@ -2,14 +2,16 @@
 (ffi/cuda/code_words.cuh), run on the CPU: IndexAddresses and GroupWindow are compiled as host code
 and must give, for rows packed by the kernel header's rj_pack, the address base | 4·index of every
 index at 2, 3 and 4 bits, both over a whole row and over each 8-index group (a wrong shift, mask or
-byte selector breaks it). WordRow's swizzle must permute each row's chunks and move a chunk by an
+byte selector breaks it); PairAddresses must give each index pair's offset in a pair table, over each
+group and each 32-index window. WordRow's swizzle must permute each row's chunks and move a chunk by an
 amount that depends on its number modulo 32 only (what StageWordRowsAsync assumes).
 
 The tensor-core attention's token mapping (ffi/cuda/attention_words.cuh) is checked the same way: the
 word where a softmax lane writes token u's probability (PWord) must be the word the B registers of the
 lane (g, t) that takes u = TokenOf(t, s) read, and a warp's shared-memory reads of code words, its
 windows (scores) and its value groups (attention), must be free of bank conflicts at 2, 3 and 4 bits
-(the 3-bit rows are not swizzled; TokenOf<3> takes adjacent rows instead)."""
+(the 3-bit rows are not swizzled; TokenOf<3> takes adjacent rows instead), as must its pair-table
+lookups in either layout (PairCopy), whatever the indices."""
 
 from __future__ import annotations
 
@@ -66,6 +68,21 @@ int check() {
       const IndexAddresses<BITS, 1> group(&v, base);
       for (int i = 0; i < 8; ++i)
         if (group[i] != (base | 4u * idx[8 * g + i])) { ++bad; printf("bits=%d trial=%d group %d index %d\n", BITS, trial, g, i); }
+      // Pair tables: offsets of a lane's copy.
+      const unsigned pbase = PairCopy<PairLoad::kAdjacent>(trial);
+      const PairAddresses<BITS, 1> pairs(&v, pbase);
+      for (int p = 0; p < 4; ++p)
+        if (pairs[p] != (pbase | 128u * unsigned(idx[8 * g + 2 * p] | idx[8 * g + 2 * p + 1] << BITS))) {
+          ++bad; printf("bits=%d trial=%d group %d pair %d\n", BITS, trial, g, p);
+        }
+    }
+    for (int t = 0; t < 4; ++t) {  // a thread's window of coordinates [32t, 32t + 32), as the products read it
+      const unsigned pbase = PairCopy<PairLoad::kPlanes>(t + trial);
+      const PairAddresses<BITS, BITS> pairs(w + BITS * t, pbase);
+      for (int p = 0; p < 16; ++p)
+        if (pairs[p] != (pbase | 128u * unsigned(idx[32 * t + 2 * p] | idx[32 * t + 2 * p + 1] << BITS))) {
+          ++bad; printf("bits=%d trial=%d window %d pair %d\n", BITS, trial, t, p);
+        }
     }
   }
   return bad;
@@ -105,10 +122,13 @@ def test_index_addresses_match_the_packed_indices(run_cxx):
 MAPPING = r"""
 #include "rotorjax/kernel_math.h"
 #include <cstdio>
+#include <algorithm>
 #include <map>
 #include <set>
 
 @CODE@
+
+static unsigned rng = 11u;
 
 // Most distinct 4-byte words of one bank in any phase of a warp access: lane l reads `width` bytes at
 // address[l]; a phase takes 128 / width lanes (8 at 16 bytes, 16 at 8, the warp at 4).
@@ -156,8 +176,25 @@ int check() {
           const int ways = Ways(address, active, 4);
           value_ways = ways > value_ways ? ways : value_ways;
         }
-  printf("bits=%d: score reads %d-way, value reads %d-way\n", BITS, score_ways, value_ways);
-  if (score_ways != 1 || value_ways != 1) ++bad;
+  // Pair-table lookups of random pairs, each lane in its copy, conflict-free whatever the indices: side
+  // by side one 8-byte read, in planes two 4-byte reads (the second plane 2^(2·BITS) · 128 bytes on).
+  int pair_ways = 1;
+  for (int trial = 0; trial < 600; ++trial) {
+    long adjacent[32], plane[32];
+    bool active[32];
+    for (int l = 0; l < 32; ++l) {
+      rng = rng * 1664525u + 1013904223u;
+      const unsigned w = rng >> 8;
+      const int p = trial % 4;
+      adjacent[l] = 0x1408 + PairAddresses<BITS, 1>(&w, PairCopy<PairLoad::kAdjacent>(l))[p];  // any 8-byte aligned table
+      plane[l] = 0x1404 + (trial / 4 % 2 << (2 * BITS + 7)) + PairAddresses<BITS, 1>(&w, PairCopy<PairLoad::kPlanes>(l))[p];
+      active[l] = true;
+    }
+    const int ways = std::max(Ways(adjacent, active, 8), Ways(plane, active, 4));
+    pair_ways = ways > pair_ways ? ways : pair_ways;
+  }
+  printf("bits=%d: score reads %d-way, value reads %d-way, pair lookups %d-way\n", BITS, score_ways, value_ways, pair_ways);
+  if (score_ways != 1 || value_ways != 1 || pair_ways != 1) ++bad;
   int seen = 0;
   for (int t = 0; t < 4; ++t)
     for (int s = 0; s < 2; ++s) {

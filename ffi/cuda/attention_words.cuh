@@ -7,9 +7,11 @@
 // Both products run on the tensor cores with split float16 values: the scores by ScoreColumns
 // (code_mma.cuh), and the value sum likewise, each A register one V table entry and each 8-token
 // k-step's B registers holding each probability twice:
-// Oᵀ (128 × columns) += V̂ᵀ (128 × tokens) · [p_hi | p_lo] (tokens × 2R); M-row g (g + 8) of m-tile mt
-// stands for coordinate 8g + mt (64 + 8g + mt), so a thread reads index groups g and g + 8
-// (GroupWindow) of 2 tokens per k-step, TokenOf(t, 0) and TokenOf(t, 1), chosen for distinct banks.
+// Oᵀ (128 × columns) += V̂ᵀ (128 × tokens) · [p_hi | p_lo] (tokens × 2R); M-rows g and g + 8 of m-tile mt
+// stand for coordinates c and c + 1, c = 64·(mt / 4) + 8g + 2·(mt % 4): an index pair of group g (g + 8
+// from mt = 4 on). So a thread reads index groups g and g + 8 (GroupWindow) of 2 tokens per k-step,
+// TokenOf(t, 0) and TokenOf(t, 1), chosen for distinct banks, and token s's pair is A registers a[2s],
+// a[2s + 1] (at 2 and 3 bits one 8-byte LDS straight into them, ValueCodebook).
 // Queries, centroids and probabilities × ‖v‖ each carry a power-of-two scale that the float32 results
 // undo, so the float16 halves never overflow whatever the norms.
 #pragma once
@@ -32,7 +34,7 @@ struct WordsLayout {
   static constexpr int kLoopBytes = ScoreShape<R>::kBytes + 4 * 4 * kPStep + 2 * kCodeBytes;
   static constexpr int kRedBytes = 4 * kCols * kRedStride;
   static constexpr int kWarpBytes = ((kLoopBytes > kRedBytes ? kLoopBytes : kRedBytes) + 15) / 16 * 16;
-  static constexpr int kSmem = 1024 + kAttnWarps * kWarpBytes;  // two tables, then the warps' regions
+  static constexpr int kSmem = kAttnWarps * kWarpBytes;  // the warps' regions (the codebooks are static)
 };
 
 // Token of an 8-token k-step in k-slot s (k-rows 2t + 8s, 2t + 8s + 1): a warp's reads of V rows
@@ -55,10 +57,12 @@ __global__ void __launch_bounds__(kTokens, R <= 4 ? 4 : 2) AttentionWordsKernel(
   using W = WordRow<BITS>;
   using S = ScoreShape<R>;
   constexpr int NT = S::kTiles;
+  __shared__ __align__(256) unsigned char ktab[KeyCodebook<BITS>::kBytes];
+  __shared__ __align__(256) unsigned char vtab[ValueCodebook<BITS>::kBytes];
   extern __shared__ __align__(16) float smem[];
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, g = lane / 4, t = lane % 4;
   const int p = blockIdx.y, r0 = blockIdx.z * R;
-  unsigned char* region = reinterpret_cast<unsigned char*>(smem + 256) + warp * L::kWarpBytes;
+  unsigned char* region = reinterpret_cast<unsigned char*>(smem) + warp * L::kWarpBytes;
   float* sc = reinterpret_cast<float*>(region);  // this tile's score columns
   unsigned* pb = reinterpret_cast<unsigned*>(region + S::kBytes);  // 4 k-steps of P
   unsigned char* kt = reinterpret_cast<unsigned char*>(pb + 4 * L::kPStep);
@@ -74,14 +78,13 @@ __global__ void __launch_bounds__(kTokens, R <= 4 ? 4 : 2) AttentionWordsKernel(
   stage(span.begin, false);
   stage(span.begin, true);
 
-  float* ktab = CentroidTable::Place(smem);  // in regions of 128 floats
-  float* vtab = CentroidTable::Place(smem + 128);
-  const int ek = SplitTable<BITS>(a.kcen, ktab), ec = SplitTable<BITS>(a.vcen, vtab);
+  const int ek = KeyCodebook<BITS>::Build(a.kcen, ktab), ec = ValueCodebook<BITS>::Build(a.vcen, vtab);
   for (int i = lane; i < 4 * L::kPStep; i += 32) pb[i] = 0u;  // padding columns stay zero
   GridDependencyWait();  // the rotated queries come from the kernel before
   const QueryOperands<R> q(a.qrot + ((long long)p * a.rows + r0) * kWordN, a.rows - r0, ek);
   __syncthreads();  // the tables
-  const CentroidTable kcen(ktab), vcen(vtab);
+  const KeyCodebook<BITS> kcen(ktab);
+  const ValueCodebook<BITS> vcen(vtab);
 
   // Value rows of this thread: token TokenOf(t, s) of each k-step (k-slot s), index groups g and g + 8.
   const GroupWindow<BITS> win[2] = {GroupWindow<BITS>(g), GroupWindow<BITS>(g + 8)};
@@ -146,7 +149,7 @@ __global__ void __launch_bounds__(kTokens, R <= 4 ? 4 : 2) AttentionWordsKernel(
       for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
         for (int k = 0; k < 2; ++k) b[nt][k] = pb[ks * L::kPStep + 12 * (8 * nt + g) + t + 4 * k];
-      IndexAddresses<BITS, 1> ix[2][2];  // [k-slot][index group g, g + 8]
+      CodeWindow<BITS, 1, PairLoad::kAdjacent> ix[2][2];  // [k-slot][index group g, g + 8]
 #pragma unroll
       for (int k = 0; k < 2; ++k) {
         const int u = 8 * ks + TokenOf<BITS>(t, k);
@@ -155,13 +158,13 @@ __global__ void __launch_bounds__(kTokens, R <= 4 ? 4 : 2) AttentionWordsKernel(
           const unsigned v = win[h]([&](int c) {
             return *reinterpret_cast<const unsigned*>(vt + u * W::kStride + W::WordOffset(u, c));
           });
-          ix[k][h] = IndexAddresses<BITS, 1>(&v, vcen.base);
+          ix[k][h] = CodeWindow<BITS, 1, PairLoad::kAdjacent>(&v, vcen);
         }
       }
 #pragma unroll
       for (int mt = 0; mt < 8; ++mt) {
-        const unsigned e[4] = {vcen.Word(ix[0][0][mt]), vcen.Word(ix[0][1][mt]), vcen.Word(ix[1][0][mt]),
-                               vcen.Word(ix[1][1][mt])};
+        const uint2 y0 = ix[0][mt / 4].Pair(vcen, mt % 4), y1 = ix[1][mt / 4].Pair(vcen, mt % 4);
+        const unsigned e[4] = {y0.x, y0.y, y1.x, y1.y};
 #pragma unroll
         for (int nt = 0; nt < NT; ++nt) Mma16816(acc[mt][nt], e, b[nt][0], b[nt][1]);
       }
@@ -179,7 +182,8 @@ __global__ void __launch_bounds__(kTokens, R <= 4 ? 4 : 2) AttentionWordsKernel(
     for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
       for (int i = 0; i < 4; ++i)
-        red[(8 * nt + 2 * t + (i & 1)) * L::kRedStride + 64 * (i >> 1) + 8 * g + mt] = acc[mt][nt][i];
+        red[(8 * nt + 2 * t + (i & 1)) * L::kRedStride + 64 * (mt / 4) + 8 * g + 2 * (mt % 4) + (i >> 1)] =
+            acc[mt][nt][i];
   __syncwarp();
   const float vunit = ldexpf(1.0f, ev + ec - 30);
   float* out = a.part + ((((long long)p * a.chunks + blockIdx.z) * a.splits + blockIdx.x) * kAttnWarps + warp) * R *

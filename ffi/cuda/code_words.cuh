@@ -4,7 +4,8 @@
 // shift, mask and byte selector below is a compile-time constant once the loops unroll, so the
 // shared-memory address of an index's centroid costs one or two instructions (IndexAddresses), then
 // one LDS. Centroid tables of ≤ 16 floats sit in distinct shared-memory banks, so the per-thread
-// lookups never conflict.
+// lookups never conflict. At 2 and 3 bits, tables of index pairs (PairAddresses, PairTable) halve the
+// address work: one shift and one LOP3 per two indices, with a copy of the table per lane of a phase.
 #pragma once
 
 #include "cuda_common.cuh"
@@ -89,14 +90,49 @@ struct IndexAddresses {
   }
 };
 
+// Byte offsets, in a PairTable, of the entries of index pairs (2p, 2p + 1) held in W words w:
+// 128 · (i_2p + 2^BITS · i_2p+1) | copy, for a lane's copy offset (PairCopy, < 128). A pair's 2·BITS bits are
+// adjacent in the packed stream (index 2p in the low ones), so its offset is one shift (or funnel
+// shift) and one LOP3 that masks and merges the copy; the table's own address rides on the load's
+// immediate (a static shared array). One instruction per index, against IndexAddresses' 1.5 (2 at
+// 3 bits).
+template <int BITS, int W>
+struct PairAddresses {
+  unsigned w[W];
+  unsigned copy;
+  PairAddresses() = default;
+  __host__ __device__ __forceinline__ PairAddresses(const unsigned* words, unsigned lane_copy) : copy(lane_copy) {
+#pragma unroll
+    for (int k = 0; k < W; ++k) w[k] = words[k];
+  }
+  // The offset of pair p (a compile-time constant after unrolling).
+  __host__ __device__ __forceinline__ unsigned operator[](int p) const {
+    constexpr unsigned kMask = ((1u << 2 * BITS) - 1u) << 7;
+    const int t = 2 * BITS * p, k = t >> 5, s = t & 31;
+    unsigned x;
+    if (s + 2 * BITS <= 32) x = s >= 7 ? w[k] >> (s - 7) : w[k] << (7 - s);
+    else x = unsigned(((static_cast<unsigned long long>(w[k + 1]) << 32) | w[k]) >> (s - 7));
+    return copy | (x & kMask);
+  }
+};
+
+// Where a pair table keeps a pair's two entries: side by side, for one 8-byte LDS into two adjacent
+// registers, or in two planes, for two 4-byte LDS into any two registers.
+enum class PairLoad { kAdjacent, kPlanes };
+
+// A pair table's copy for the lane of a thread (PairAddresses' low bits): every entry has one per lane
+// of a phase, so the lanes of a phase read distinct banks whatever their indices. Side by side, 8 bytes
+// at 8 · (lane % 16) of each 128-byte entry (an 8-byte LDS is served half a warp at a time); in planes,
+// 4 bytes at 4 · lane.
+template <PairLoad L>
+__host__ __device__ inline unsigned PairCopy(int thread) {
+  return L == PairLoad::kAdjacent ? 8u * unsigned(thread % 16) : 4u * unsigned(thread % 32);
+}
+
 // A table of ≤ 16 centroids (or other 32-bit entries) in shared memory at a 256-byte aligned address
 // (IndexAddresses).
 struct CentroidTable {
   unsigned base;  // shared-space address
-  // The table's place inside a region of ≥ 80 floats at p: p rounded up to 256 bytes.
-  __device__ static float* Place(float* p) {
-    return reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(p) + 255) & ~uintptr_t(255));
-  }
   __device__ explicit CentroidTable(const float* placed) : base(unsigned(__cvta_generic_to_shared(placed))) {}
   // The centroid at a shared-space address from IndexAddresses.
   __device__ __forceinline__ float operator()(unsigned address) const { return __uint_as_float(Word(address)); }
@@ -104,6 +140,46 @@ struct CentroidTable {
   __device__ __forceinline__ unsigned Word(unsigned address) const {
     unsigned y;
     asm("ld.shared.b32 %0, [%1];" : "=r"(y) : "r"(address));
+    return y;
+  }
+};
+
+// A table of the 2^(2·BITS) index pairs' entries, two 32-bit values each (index 2p's, then 2p + 1's),
+// with a copy per lane of a phase (PairCopy), read at offsets from PairAddresses: one plane of 128 bytes
+// per pair, or two (side by side: 2 KB at 2 bits, 8 KB at 3; in planes twice that).
+template <int BITS, PairLoad L>
+struct PairTable {
+  static constexpr int kPairs = 1 << (2 * BITS);
+  static constexpr int kPlaneBytes = kPairs * 128;
+  static constexpr int kBytes = (L == PairLoad::kPlanes ? 2 : 1) * kPlaneBytes;
+  unsigned base;  // shared-space address of the table
+  unsigned copy;  // this lane's copy
+  __device__ explicit PairTable(const void* storage)
+      : base(unsigned(__cvta_generic_to_shared(storage))), copy(PairCopy<L>(threadIdx.x)) {}
+  // Fills storage with entry(i) of each index i < 2^BITS, by the block's threads (a barrier must follow).
+  template <typename Entry>
+  __device__ static void Fill(void* storage, Entry entry) {
+    constexpr int kCopies = L == PairLoad::kAdjacent ? 16 : 32;
+    unsigned* s = static_cast<unsigned*>(storage);
+    for (int i = threadIdx.x; i < kPairs * kCopies; i += blockDim.x) {
+      const int p = i / kCopies, lo = p & ((1 << BITS) - 1), hi = p >> BITS;
+      if constexpr (L == PairLoad::kAdjacent) {
+        reinterpret_cast<uint2*>(s)[i] = make_uint2(entry(lo), entry(hi));
+      } else {
+        s[i] = entry(lo);
+        s[kPlaneBytes / 4 + i] = entry(hi);
+      }
+    }
+  }
+  // The entries of a pair at an offset from PairAddresses.
+  __device__ __forceinline__ uint2 operator()(unsigned offset) const {
+    uint2 y;
+    if constexpr (L == PairLoad::kAdjacent) {
+      asm("ld.shared.v2.b32 {%0, %1}, [%2];" : "=r"(y.x), "=r"(y.y) : "r"(base + offset));
+    } else {
+      asm("ld.shared.b32 %0, [%1];" : "=r"(y.x) : "r"(base + offset));
+      asm("ld.shared.b32 %0, [%1];" : "=r"(y.y) : "r"(base + kPlaneBytes + offset));
+    }
     return y;
   }
 };

@@ -36,15 +36,17 @@ with jax.default_matmul_precision("highest"):
         rot = rotations.make(kind, 128, key)
         x = jax.random.normal(key, (259, 128))
         close(rot.inverse(rot.apply(x, "auto"), "auto"), x, 1e-5)
-    kq = TurboQuant(128, 4, "rotor-mix", key=key)
-    vq = TurboQuant(128, 2, "hadamard", key=key)
-    kc = kq.encode(jax.random.normal(key, (2, 2, 300, 128)))
-    vc = vq.encode(jax.random.normal(jax.random.fold_in(key, 1), (2, 2, 300, 128)))
-    q = jax.random.normal(key, (2, 2, 5, 128))
-    close(attention.grouped_scores(kq, q, kc), attention.grouped_scores(kq, q, kc, backend="jax"), 1e-5)
-    lengths = jnp.array([300, 140], jnp.int32)
-    for hq, s in ((8, 1), (4, 3)):
-        q = jax.random.normal(key, (2, hq, s, 128))
-        close(attention.attention_decode(q, kq, kc, vq, vc, lengths),
-              attention.attention_decode(q, kq, kc, vq, vc, lengths, backend="jax"), 1e-5)
+    # Word-wise scores and attention: one index per lookup at 4 bits, pair tables at 2 and 3 bits.
+    for (kb, kkind), (vb, vkind) in (((4, "rotor-mix"), (2, "hadamard")), ((3, "rotor-mix"), (3, "rotor-mix"))):
+        kq = TurboQuant(128, kb, kkind, key=key)
+        vq = TurboQuant(128, vb, vkind, key=key)
+        kc = kq.encode(jax.random.normal(key, (2, 2, 300, 128)))
+        vc = vq.encode(jax.random.normal(jax.random.fold_in(key, 1), (2, 2, 300, 128)))
+        q = jax.random.normal(key, (2, 2, 5, 128))
+        close(attention.grouped_scores(kq, q, kc), attention.grouped_scores(kq, q, kc, backend="jax"), 1e-5)
+        lengths = jnp.array([300, 140], jnp.int32)
+        for hq, s in ((8, 1), (4, 3)):
+            q = jax.random.normal(key, (2, hq, s, 128))
+            close(attention.attention_decode(q, kq, kc, vq, vc, lengths),
+                  attention.attention_decode(q, kq, kc, vq, vc, lengths, backend="jax"), 1e-5)
 print("sanitize.py: all kernels ran and matched the reference")

@@ -99,8 +99,8 @@ template <int R, int BITS>
 struct ScoresWordsLayout {
   static constexpr int kStages = 3;  // a warp's tile buffers
   static constexpr int kWarpBytes = ScoreShape<R>::kBytes + kStages * 32 * WordRow<BITS>::kStride;
-  // The table (in 128 floats), the QJL projections, then the warps' score columns and tiles.
-  static size_t Smem(int m) { return (128 + R * QueryStride(m)) * sizeof(float) + (kKeys / 32) * size_t(kWarpBytes); }
+  // The QJL projections, then the warps' score columns and tiles (the codebook is static).
+  static size_t Smem(int m) { return R * QueryStride(m) * sizeof(float) + (kKeys / 32) * size_t(kWarpBytes); }
 };
 
 template <int R, int BITS>
@@ -110,9 +110,9 @@ __global__ void __launch_bounds__(kKeys, R <= 2 ? 6 : R <= 4 ? 4 : 2) ScoresWord
   constexpr int kRows = 32 * W::kStride;  // bytes of a warp's tile
   constexpr int kStages = ScoresWordsLayout<R, BITS>::kStages;
   const int ms = QueryStride(a.m), lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  __shared__ __align__(256) unsigned char table[KeyCodebook<BITS>::kBytes];
   extern __shared__ __align__(16) float smem[];
-  float* table = CentroidTable::Place(smem);
-  float* qp = smem + 128;
+  float* qp = smem;
   unsigned char* region = reinterpret_cast<unsigned char*>(qp + R * ms) + warp * ScoresWordsLayout<R, BITS>::kWarpBytes;
   float* sc = reinterpret_cast<float*>(region);
   unsigned char* tiles = region + S::kBytes;  // kStages of them, two in flight
@@ -127,12 +127,12 @@ __global__ void __launch_bounds__(kKeys, R <= 2 ? 6 : R <= 4 ? 4 : 2) ScoresWord
   };
   stage(0);
   stage(1);
-  const int e = SplitTable<BITS>(a.centroids, table);
+  const int e = KeyCodebook<BITS>::Build(a.centroids, table);
   GridDependencyWait();  // the rotated queries (and QJL projections) come from the kernels before
   StageQueryProjections<R>(a, b, r0, ms, qp);
   const QueryOperands<R> q(a.qrot + (b * a.G + r0) * kWordN, a.G - r0, e);
   __syncthreads();
-  const CentroidTable cen(table);
+  const KeyCodebook<BITS> cen(table);
 
   for (int i = 0; i < count; ++i) {
     const long long key = (first + i) * kKeys + 32 * warp + lane, row = b * a.T + key;
