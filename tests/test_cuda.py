@@ -185,6 +185,8 @@ ATTN = [
     ("rotor-mix", 2, "rotor-mix", 2, 3, 3, 1),
     ("hadamard", 4, "rotor-mix", 4, 4, 2, 1),
     ("rotor-mix", 3, "iso", 3, 4, 2, 2),
+    # R = 8 with pair tables: 24 KB of static shared memory beside the dynamic (a launch limit bug)
+    ("rotor-mix", 3, "rotor-mix", 3, 16, 2, 1),
 ]
 
 

@@ -318,11 +318,13 @@ namespace {
 // else 32 so that a block's float tile stays well inside shared memory.
 inline int RowsPerBlock(int width) { return width <= 160 ? 128 : 32; }
 
-// Raises kernel's dynamic shared-memory limit to smem where it exceeds the default 48 KB, once per
-// (kernel, device, size): the attribute call is host time on every launch otherwise.
+// Raises kernel's dynamic shared-memory limit to smem, once per (kernel, device, size): the attribute
+// call is host time on every launch otherwise. Every size goes through it, not only those over the
+// default 48 KB: that default bounds static plus dynamic memory, and some kernels hold their codebooks
+// in static shared memory (up to 24 KB).
 template <typename Kernel>
 ffi::Error RaiseSmemLimit(Kernel kernel, size_t smem, const char* what) {
-  if (smem <= 48 * 1024) return ffi::Error::Success();
+  if (smem == 0) return ffi::Error::Success();
   static std::mutex mutex;
   static std::map<std::pair<const void*, int>, size_t> raised;
   int device = 0;
