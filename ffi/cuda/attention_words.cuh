@@ -73,7 +73,7 @@ __global__ void __launch_bounds__(kTokens, R <= 4 ? 4 : 2) AttentionWordsKernel(
   const auto stage = [&](long long tok0, bool values) {  // this warp's 32 rows of the tile at tok0
     const long long first = tok0 + 32 * warp;
     const unsigned char* codes = (values ? a.vc : a.kc) + ((long long)p * a.T + first) * W::kStride;
-    StageWordRowsAsync<BITS>(codes, span.Valid(first, 32), values ? vt : kt, lane, 32);
+    StageWordRowsAsync<BITS>(codes, span.Valid(first, 32), values ? vt : kt, lane);
   };
   stage(span.begin, false);
   stage(span.begin, true);

@@ -184,20 +184,24 @@ struct PairTable {
   }
 };
 
-// Copy of `rows` packed rows (16-byte aligned source) into a tile laid out as WordRow says, by
-// `threads` threads (a multiple of 32: the block, or one warp) of which this is `thread`, consecutive
-// threads taking consecutive 16-byte chunks. The copies are cp.async, committed as one group
-// (WaitCopies, then a barrier of those threads, before the tile is read), so threads can compute on one
-// tile while the next one lands.
+// Copy of `rows` ≤ 32 packed rows (16-byte aligned source) into a tile laid out as WordRow says, by one
+// warp (this is its lane), consecutive lanes taking consecutive 16-byte chunks. The copies are cp.async,
+// committed as one group (WaitCopies, then __syncwarp, before the tile is read), so the warp can compute
+// on one tile while the next one lands. A whole tile, the common case, is kChunks straight-line copies
+// per lane (the general loop's bookkeeping cost the word-wise scores ~10 % of their instructions).
 template <int BITS>
-__device__ __forceinline__ void StageWordRowsAsync(const unsigned char* src, int rows, unsigned char* tile,
-                                                   int thread = threadIdx.x, int threads = blockDim.x) {
+__device__ __forceinline__ void StageWordRowsAsync(const unsigned char* src, int rows, unsigned char* tile, int lane) {
   using W = WordRow<BITS>;
   const uint4* s = reinterpret_cast<const uint4*>(src);
-  // Chunk ch lands at 16·ch moved by the layout's swizzle, which depends on ch mod 32 alone: with
-  // threads a multiple of 32, the same move for all of a thread's chunks.
-  const int c = thread % W::kChunks, move = 16 * (W::Chunk(thread / W::kChunks, c) - c);
-  for (int ch = thread; ch < rows * W::kChunks; ch += threads) CopyAsync16(tile + 16 * ch + move, s + ch);
+  // Chunk ch lands at 16·ch moved by the layout's swizzle, which depends on ch mod 32 alone: the same
+  // move for all of a lane's chunks.
+  const int c = lane % W::kChunks, move = 16 * (W::Chunk(lane / W::kChunks, c) - c);
+  if (rows == 32) {
+#pragma unroll
+    for (int k = 0; k < W::kChunks; ++k) CopyAsync16(tile + 16 * (lane + 32 * k) + move, s + lane + 32 * k);
+  } else {
+    for (int ch = lane; ch < rows * W::kChunks; ch += 32) CopyAsync16(tile + 16 * ch + move, s + ch);
+  }
   CommitCopies();
 }
 

@@ -120,10 +120,13 @@ __global__ void __launch_bounds__(kKeys, R <= 2 ? 6 : R <= 4 ? 4 : 2) ScoresWord
   const long long b = blockIdx.z, first = (long long)blockIdx.x * a.tiles_per_block;
   const int r0 = blockIdx.y * R;
   const int count = int(min((long long)a.tiles_per_block, (a.T + kKeys - 1) / kKeys - first));
+  // This warp's first key, and the keys left from it (in 32 bits: the loop's bookkeeping is per tile).
+  const long long key0 = first * kKeys + 32 * warp;
+  const int left = int(min(a.T - key0, (long long)count * kKeys));
+  const unsigned char* codes = a.codes + (b * a.T + key0) * W::kStride;
   const auto stage = [&](int i) {  // this warp's 32 rows of tile i into its buffer (none past count)
-    const long long k0 = (first + i) * kKeys + 32 * warp;
-    const int rows = i < count ? int(max(0LL, min(32LL, a.T - k0))) : 0;
-    StageWordRowsAsync<BITS>(a.codes + (b * a.T + k0) * W::kStride, rows, tiles + i % kStages * kRows, lane, 32);
+    const int rows = max(0, min(32, left - i * kKeys));
+    StageWordRowsAsync<BITS>(codes + (long long)i * kKeys * W::kStride, rows, tiles + i % kStages * kRows, lane);
   };
   stage(0);
   stage(1);
@@ -134,10 +137,12 @@ __global__ void __launch_bounds__(kKeys, R <= 2 ? 6 : R <= 4 ? 4 : 2) ScoresWord
   __syncthreads();
   const KeyCodebook<BITS> cen(table);
 
+  const float* norms = a.norms + b * a.T + key0 + lane;
+  float* out = a.out + (b * a.G + r0) * a.T + key0 + lane;
   for (int i = 0; i < count; ++i) {
-    const long long key = (first + i) * kKeys + 32 * warp + lane, row = b * a.T + key;
-    const bool valid = key < a.T;
-    const float norm = valid ? a.norms[row] : 0.0f;  // used after the products
+    const int off = i * kKeys;  // this lane's key: key0 + lane + off
+    const bool valid = lane < left - off;
+    const float norm = valid ? norms[off] : 0.0f;  // used after the products
     WaitCopies<1>();
     __syncwarp();  // tile i here; every lane done with tile i − 1, whose buffer now takes tile i + 2
     stage(i + 2);
@@ -146,11 +151,11 @@ __global__ void __launch_bounds__(kKeys, R <= 2 ? 6 : R <= 4 ? 4 : 2) ScoresWord
     float s[R];
 #pragma unroll
     for (int r = 0; r < R; ++r) s[r] = (sc[r * S::kStride + lane] + sc[(R + r) * S::kStride + lane]) * q.unit[r];
-    if (a.m && valid) AddQjl<R>(a, qp, ms, row, s);
+    if (a.m && valid) AddQjl<R>(a, qp, ms, b * a.T + key0 + lane + off, s);
     if (valid)
 #pragma unroll
       for (int r = 0; r < R; ++r)
-        if (r0 + r < a.G) a.out[(b * a.G + r0 + r) * a.T + key] = s[r] * (norm * a.inv_divisor);
+        if (r0 + r < a.G) out[r * a.T + off] = s[r] * (norm * a.inv_divisor);
   }
 }
 
