@@ -231,7 +231,10 @@ template <int BITS>
 struct GroupWindow {
   int k, s;
   bool two;
-  __host__ __device__ explicit GroupWindow(int g) : k(8 * BITS * g >> 5), s(8 * BITS * g & 31), two(s + 8 * BITS > 32) {}
+  // Only 3-bit groups (24 bits) can straddle two words; saying so at compile time spares the 2-bit
+  // path a runtime branch and load per group.
+  __host__ __device__ explicit GroupWindow(int g)
+      : k(8 * BITS * g >> 5), s(8 * BITS * g & 31), two(32 % (8 * BITS) != 0 && s + 8 * BITS > 32) {}
   template <typename Word>
   __host__ __device__ __forceinline__ unsigned operator()(Word word) const {
     const unsigned lo = word(k), hi = two ? word(k + 1) : 0u;
