@@ -186,14 +186,17 @@ int check() {
       rng = rng * 1664525u + 1013904223u;
       const unsigned w = rng >> 8;
       const int p = trial % 4;
-      adjacent[l] = 0x1408 + PairAddresses<BITS, 1>(&w, PairCopy<PairLoad::kAdjacent>(l))[p];  // any 8-byte aligned table
-      plane[l] = 0x1404 + (trial / 4 % 2 << (2 * BITS + 7)) + PairAddresses<BITS, 1>(&w, PairCopy<PairLoad::kPlanes>(l))[p];
+      // Tables at any 8-byte (4-byte) aligned address; planes: the first or the second.
+      adjacent[l] = 0x1408 + PairAddresses<BITS, 1>(&w, PairCopy<PairLoad::kAdjacent>(l))[p];
+      const long second = trial / 4 % 2 << (2 * BITS + 7);
+      plane[l] = 0x1404 + second + PairAddresses<BITS, 1>(&w, PairCopy<PairLoad::kPlanes>(l))[p];
       active[l] = true;
     }
     const int ways = std::max(Ways(adjacent, active, 8), Ways(plane, active, 4));
     pair_ways = ways > pair_ways ? ways : pair_ways;
   }
-  printf("bits=%d: score reads %d-way, value reads %d-way, pair lookups %d-way\n", BITS, score_ways, value_ways, pair_ways);
+  printf("bits=%d: score reads %d-way, value reads %d-way, pair lookups %d-way\n", BITS, score_ways, value_ways,
+         pair_ways);
   if (score_ways != 1 || value_ways != 1 || pair_ways != 1) ++bad;
   int seen = 0;
   for (int t = 0; t < 4; ++t)

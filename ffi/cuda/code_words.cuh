@@ -91,11 +91,11 @@ struct IndexAddresses {
 };
 
 // Byte offsets, in a PairTable, of the entries of index pairs (2p, 2p + 1) held in W words w:
-// 128 · (i_2p + 2^BITS · i_2p+1) | copy, for a lane's copy offset (PairCopy, < 128). A pair's 2·BITS bits are
-// adjacent in the packed stream (index 2p in the low ones), so its offset is one shift (or funnel
-// shift) and one LOP3 that masks and merges the copy; the table's own address rides on the load's
-// immediate (a static shared array). One instruction per index, against IndexAddresses' 1.5 (2 at
-// 3 bits).
+// 128 · (i_2p + 2^BITS · i_2p+1) | copy, for a lane's copy offset (PairCopy, < 128). A pair's 2·BITS
+// bits are adjacent in the packed stream (index 2p in the low ones), so its offset is one shift (or
+// funnel shift) and one LOP3 that masks and merges the copy; the table's own address rides on the
+// load's immediate (a static shared array). One instruction per index, against IndexAddresses' 1.5
+// (2 at 3 bits).
 template <int BITS, int W>
 struct PairAddresses {
   unsigned w[W];
@@ -188,7 +188,7 @@ struct PairTable {
 // warp (this is its lane), consecutive lanes taking consecutive 16-byte chunks. The copies are cp.async,
 // committed as one group (WaitCopies, then __syncwarp, before the tile is read), so the warp can compute
 // on one tile while the next one lands. A whole tile, the common case, is kChunks straight-line copies
-// per lane (the general loop's bookkeeping cost the word-wise scores ~10 % of their instructions).
+// per lane, without the general loop's bookkeeping.
 template <int BITS>
 __device__ __forceinline__ void StageWordRowsAsync(const unsigned char* src, int rows, unsigned char* tile, int lane) {
   using W = WordRow<BITS>;
