@@ -3,7 +3,8 @@
 Encode / decode: N = 4,194,304 vectors, d = 128, 4 bits, rotor-mix, against a jitted copy of the input
 (the bandwidth ceiling), TurboQuant with a dense Haar rotation in plain jitted JAX, and the plain-JAX
 rotor-mix path. Scores and attention_decode: a cache of 16 sequences × 32,768 tokens × 8 KV heads ×
-d 128, against bf16 jnp.einsum scores and jax.nn.dot_product_attention (bf16, GQA 4:1, one new token).
+d 128 coded at 4, 3 and 2 bits, against bf16 jnp.einsum scores and jax.nn.dot_product_attention (bf16,
+GQA 4:1, one new token).
 
 Floors are bytes that must move (inputs read once, outputs written once) at the measured copy bandwidth
 (bytes read + written by the copy / its time). Times are medians of 5 batches of asynchronously
@@ -101,7 +102,7 @@ def main():
         k_bf16 = jax.random.normal(kk, (B, HKV, T, D), jnp.bfloat16)
         v_bf16 = jax.random.normal(vk, (B, HKV, T, D), jnp.bfloat16)
         cache = {}
-        for bits in (4, 3):
+        for bits in (4, 3, 2):
             k_quant = TurboQuant(D, bits, "rotor-mix", key=kk)
             v_quant = TurboQuant(D, bits, "rotor-mix", key=vk)
             cache[bits] = (k_quant, k_quant.encode(k_bf16), v_quant, v_quant.encode(v_bf16))
@@ -119,9 +120,12 @@ def main():
                     "scores", "plain-JAX scores from 4-bit codes, 1 query",
                     bench(jax.jit(lambda q, c: attention.grouped_scores(k_quant, q, c, backend="jax")), q, kc),
                     kbytes + out_bytes, (kbytes + out_bytes) / bw)
-            row("scores", f"rotorjax CUDA scores K4, {g} query/KV head",
-                bench(jax.jit(lambda q, c: attention.grouped_scores(k_quant, q, c)), q, kc),
-                kbytes + out_bytes, (kbytes + out_bytes) / bw, base)
+            for bits in (4, 3, 2):  # 3 and 2 bits: the index-pair tables
+                quant, codes = cache[bits][:2]
+                nbytes = B * HKV * T * (D * bits // 8 + 4) + out_bytes
+                row("scores", f"rotorjax CUDA scores K{bits}, {g} query/KV head",
+                    bench(jax.jit(lambda q, c: attention.grouped_scores(quant, q, c)), q, codes),
+                    nbytes, nbytes / bw, base)
 
         if "attention" in sections:
             lengths = jnp.full((B,), T, jnp.int32)
@@ -129,7 +133,7 @@ def main():
             dpa = row("attention", "jax.nn.dot_product_attention bf16 GQA 4:1", bench(jax.jit(
                 lambda q, k, v: jax.nn.dot_product_attention(q, k, v)), q.transpose(0, 2, 1, 3),
                 k_bf16.transpose(0, 2, 1, 3), v_bf16.transpose(0, 2, 1, 3)), 2 * B * HKV * T * D * 2)
-            for bits in (4, 3):
+            for bits in (4, 3, 2):
                 k_quant, kc, v_quant, vc = cache[bits]
                 nbytes = 2 * B * HKV * T * (D * bits // 8 + 4)
                 row("attention", f"rotorjax CUDA attention_decode K{bits}/V{bits}", bench(jax.jit(
