@@ -29,8 +29,8 @@ __device__ __forceinline__ T Pick(const T (&x)[N], int i) {
 
 // A codebook of 2^BITS centroids as split values in shared memory, read two adjacent indices at a time:
 // at 2 and 3 bits from a PairTable laid out for loads L, at 4 bits from a CentroidTable (an LDS per
-// index; a 4-bit pair table would take 32 KB). Its storage is a kernel's static shared array of kBytes
-// (256-byte aligned, for IndexAddresses).
+// index; a 4-bit pair table would take 32 or 64 KB). Its storage is a kernel's static shared array of
+// kBytes (256-byte aligned, for IndexAddresses).
 template <int BITS, PairLoad L>
 struct SplitCodebook {
   static constexpr bool kPairs = BITS < 4;
@@ -55,7 +55,8 @@ struct SplitCodebook {
     return e;
   }
 };
-// The scores' codebook (pairs in planes: ScoreColumns) and attention's value codebook (pairs side by side).
+// The keys' codebook (ScoreColumns, for scores and attention: pairs in planes) and the values' (attention's
+// value products: pairs side by side).
 template <int BITS>
 using KeyCodebook = SplitCodebook<BITS, PairLoad::kPlanes>;
 template <int BITS>
