@@ -1,6 +1,6 @@
 """One launch of each CUDA kernel at the benchmark sizes, for Nsight Compute:
 
-    ncu --clock-control none --section SpeedOfLight --kernel-name regex:'(Encode|Decode|Scores|Attention)(Rows|Words|Split)?Kernel' python benchmarks/cuda_profile.py
+    ncu --clock-control none --section SpeedOfLight --kernel-name regex:'(Encode|Decode|Scores|Attention)(Rows|Words)?Kernel' python benchmarks/cuda_profile.py
 """
 
 import jax

@@ -3,7 +3,7 @@
 // a warp per 32-row tile) and DecodeKernel for every other shape and QJL (run-time sizes, block-wide
 // staging through shared memory).
 #include "code_words.cuh"  // IndexAddresses, CentroidTable
-#include "split_rows.cuh"
+#include "warp_rows.cuh"
 
 namespace rotorjax {
 namespace cuda {
@@ -23,89 +23,49 @@ struct DecodeArgs {
   int dtype;
 };
 
-// A role's output half, over its staged row. In float32, 8 bytes at a time: 16-byte stores need
-// aligned register quads, and forming them made ptxas spill ~450 bytes at 96 registers.
-template <typename E>
-__device__ __forceinline__ void StoreHalf(const float (&v)[64], uint4* row) {
-  if constexpr (sizeof(typename E::S) == 4) {
-    const unsigned at = unsigned(__cvta_generic_to_shared(row));
-#pragma unroll
-    for (int k = 0; k < 64; k += 2)
-      asm volatile("st.shared.v2.f32 [%0], {%1, %2};\n" ::"r"(at + 4 * k), "f"(v[k]), "f"(v[k + 1]) : "memory");
-  } else {
-    FloatsToRow<E>(v, row);
-  }
-}
-
-// One role's half of a row (split_rows.cuh): its code words (groups role and 2 + role of the pair's
-// staged code row: the swapped layout's coordinates) → its half of the output, over `mine`. The norm
-// rides on the Walsh–Hadamard scaling.
-template <int ROLE, int BITS, typename E>
-__device__ __forceinline__ void DecodeHalf(const uint4* code_row, uint4* mine, float* swap_mine, const float* swap_theirs, const float* cen,
-                                           const float* mats, float norm, Exchange x, int pair) {
-  unsigned int words[2 * BITS];
-  GetWords<BITS>(code_row, ROLE, words);
-  GetWords<BITS>(code_row, 2 + ROLE, words + BITS);
-  const CentroidTable table(cen);
-  const IndexAddresses<BITS, 2 * BITS> ix(words, table.base);
-  float v[64];
-#pragma unroll
-  for (int k = 0; k < 64; ++k) v[k] = table(ix[k]);
-  SplitRotorStage<Layout::kSwapped, ROLE, true>::Apply(v, mats + kSplitBlocks * kPaddedBlock, x, pair);
-  Stride64(v, 1.0f);
-  SwapQuarters<ROLE>(v, swap_mine, swap_theirs, x.lane, pair);
-  rj_fwht_butterflies(v, 64, 1);
-  const float s = rj_inv_sqrt_pow2(kSplitN) * norm;
-#pragma unroll
-  for (int k = 0; k < 64; ++k) v[k] *= s;
-  SplitRotorStage<Layout::kNatural, ROLE, true>::Apply(v, mats, x, pair);
-  StoreHalf<E>(v, mine);
-}
-
-// Fast shapes (rotor-mix on 128 coordinates, BITS ≤ 4, no QJL) into output dtype E: a warp pair per
-// 32-row tile (split_rows.cuh); each warp stores its half of every row.
-template <int BITS, typename E>
-__global__ void __launch_bounds__(kFastWarps * kWarpRows, kSplitMinBlocks) DecodeSplitKernel(DecodeArgs a) {
-  constexpr int kHalf = kSplitN / 2 * int(sizeof(typename E::S)) / 16, kStride = SplitStride(kHalf);
+// Fast shapes (rotated width N = dim, BITS ≤ 4, no QJL) into output dtype E: a warp per 32-row tile
+// (warp_rows.cuh), the slice rows wide enough for an output row. A lane reads its packed row as whole
+// words and writes its output over it; the norm rides on the inverse rotation's Walsh–Hadamard scaling.
+template <int KIND, int N, int BITS, typename E>
+__global__ void __launch_bounds__(kFastWarps * kWarpRows, 3) DecodeRowsKernel(DecodeArgs a) {
+  constexpr int kIn = N * BITS / 128, kOut = N * int(sizeof(typename E::S)) / 16, kStride = ChunkStride(kOut);
   extern __shared__ uint4 slices[];
   // ≤ 16 floats in distinct banks (any gather is conflict-free), 256-byte aligned for IndexAddresses.
   __shared__ __align__(256) float cen[1 << BITS];
-  __shared__ __align__(16) float mats[2 * kSplitBlocks * kPaddedBlock];
-  __shared__ float trade[kFastWarps / 2][kExchangeSlots * kWarpRows];
-  const SplitTile st(a.rows);
-  const SplitSlices<kStride> sl(slices);
+  __shared__ float mats[FastRotation<KIND, N, true>::kStage];
+  const auto prologue = [&] {
+    FastRotation<KIND, N, true>::Copy(mats);
+    for (int i = threadIdx.x; i < (1 << BITS); i += blockDim.x) cen[i] = a.centroids[i];
+    __syncthreads();
+  };
+  const int lane = threadIdx.x % 32;
+  uint4* slice = slices + threadIdx.x / 32 * kWarpRows * kStride;
   // The lane's norm, loaded first: it is needed only at the end of the rotation, and a load issued
   // there stalled the lane (ncu: long-scoreboard stalls 1.5 cycles per instruction issued).
-  const long long row = st.tile * kWarpRows + st.lane;
+  const long long row = ((long long)blockIdx.x * kFastWarps + threadIdx.x / 32) * kWarpRows + lane;
   const float norm = row < a.rows ? a.norms[row] : 0.0f;
-  if (st.valid) LoadPairRowsAsync<BITS, kStride>(reinterpret_cast<const uint4*>(a.codes) + st.tile * kWarpRows * BITS, st, sl.codes);
-  CopyPaddedStages(mats);
-  for (int i = threadIdx.x; i < (1 << BITS); i += blockDim.x) cen[i] = a.centroids[i];
-  __syncthreads();
-  if (!st.valid) return;
-  WaitCopies();
-  PairSync(st.pair);
-  const Exchange x{trade[st.pair], st.lane};
-  const int r = st.lane * kStride;
-  if (st.role == 0) DecodeHalf<0, BITS, E>(sl.codes + r, sl.mine + r, reinterpret_cast<float*>(sl.mine), reinterpret_cast<const float*>(sl.theirs), cen, mats, norm, x, st.pair);
-  else DecodeHalf<1, BITS, E>(sl.codes + r, sl.mine + r, reinterpret_cast<float*>(sl.mine), reinterpret_cast<const float*>(sl.theirs), cen, mats, norm, x, st.pair);
-  __syncwarp();
-  // The warp's half rows, coalesced: 2 · kHalf chunks per output row.
-  uint4* out = static_cast<uint4*>(a.out) + st.tile * kWarpRows * 2 * kHalf + st.role * kHalf;
+  const uint4* codes = reinterpret_cast<const uint4*>(a.codes);
+  WithWarpTile<kIn, kStride>(codes, a.rows, slice, prologue, [&](long long tile, int valid) {
+    if (lane < valid) {
+      unsigned int words[N * BITS / 32];
+      RowToWords(slice + lane * kStride, words);
+      const CentroidTable table(cen);
+      const IndexAddresses<BITS, N * BITS / 32> ix(words, table.base);
+      float v[N];
 #pragma unroll
-  for (int j = 0; j < kHalf; ++j) {
-    const int e = j * 32 + st.lane;
-    if (e / kHalf < st.valid) __stcs(out + e / kHalf * 2 * kHalf + e % kHalf, sl.mine[e / kHalf * kStride + e % kHalf]);
-  }
+      for (int c = 0; c < N; ++c) v[c] = table(ix[c]);
+      FastRotation<KIND, N, true>::Apply(v, mats, norm);
+      FloatsToRow<E>(v, slice + lane * kStride);
+    }
+    WarpStoreRows<kOut, kStride>(slice, valid, static_cast<uint4*>(a.out) + tile * kWarpRows * kOut);
+  });
 }
 
 template <int KIND, int N, int BITS>
 ffi::Error LaunchDecodeRows(cudaStream_t stream, const DecodeArgs& a) {
-  static_assert(KIND == RJ_KIND_ROTOR_MIX && N == kSplitN, "the fast decode takes rotor-mix on 128 coordinates");
   return WithDtype(a.dtype, [&](auto e) {
     using E = decltype(e);
-    constexpr int kHalf = kSplitN / 2 * int(sizeof(typename E::S)) / 16;
-    return LaunchSplit(DecodeSplitKernel<BITS, E>, a.rows, SplitStride(kHalf), stream, a, "decode");
+    return LaunchFast(DecodeRowsKernel<KIND, N, BITS, E>, a.rows, N * int(sizeof(typename E::S)) / 16, stream, a, "decode");
   });
 }
 

@@ -43,12 +43,12 @@ for s in $stages; do
         mio_throttle lg_throttle math_pipe_throttle not_selected selected wait no_instruction imc_miss dispatch_stall)
       step profile 90 ncu --clock-control none --section SpeedOfLight --section LaunchStats --section Occupancy --section WarpStateStats \
         --metrics "${stalls}smsp__inst_executed.sum,smsp__inst_executed_op_shared_ld.sum,l1tex__data_pipe_lsu_wavefronts_mem_shared_op_ld.sum,l1tex__data_bank_conflicts_pipe_lsu_mem_shared_op_ld.sum,l1tex__data_pipe_lsu_wavefronts_mem_shared.sum" \
-        --kernel-name regex:"${PROFILE_KERNELS:-(Encode|Decode|Scores|Attention)(Rows|Words|Split)?Kernel}" --launch-count 5 python3 benchmarks/cuda_profile.py ;;
+        --kernel-name regex:"${PROFILE_KERNELS:-(Encode|Decode|Scores|Attention)(Rows|Words)?Kernel}" --launch-count 5 python3 benchmarks/cuda_profile.py ;;
     sass)  # instructions per kernel (the whole SASS comes back gzipped), for counting what a change cut
       so=$(python3 -c "import rotorjax._rotorjax_cuda as m; print(m.__file__)")
       cuobjdump -sass "$so" | gzip > "$OUT/sass.gz"
       zcat "$OUT/sass.gz" | awk '/Function :/ {if (f) print n, f; f = $3; n = 0} /^ +\/\*[0-9a-f]+\*\/ / {n++}
-        END {print n, f}' | c++filt | grep -E 'Rows|Split|Scores|Attention|Merge|Rotate' | cut -c1-200 ;;
+        END {print n, f}' | c++filt | grep -E 'Rows|Scores|Attention|Merge|Rotate' | cut -c1-200 ;;
     *) echo "unknown stage $s" ;;
   esac
 done

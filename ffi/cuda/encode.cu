@@ -2,7 +2,7 @@
 // QJL sketch). Two kernels: EncodeRowsKernel for the fast shapes (everything compile-time, a warp per
 // 32-row tile, a table lookup for the codebook index) and EncodeKernel for every other shape and QJL
 // (run-time sizes, block-wide staging through shared memory).
-#include "split_rows.cuh"
+#include "warp_rows.cuh"
 
 namespace rotorjax {
 namespace cuda {
@@ -77,80 +77,61 @@ __device__ __forceinline__ unsigned int TableIndex(float y, const QuantCell* cel
   return index;
 }
 
-// One role's half of a row (split_rows.cuh): its staged input half (`mine`, the lane's row of the
-// role's slice) → its code words in the pair's code row (groups role and 2 + role of 4 groups of
-// BITS words: the swapped layout's coordinates); returns ‖x‖². The normalisation rides on the
+// One lane's row: the staged input at `row` → its packed codes over the same place, and its norm.
+// The vector, indices and packed words stay in registers; the normalisation rides on the rotation's
 // Walsh–Hadamard scaling.
-template <int ROLE, int BITS, typename E>
-__device__ __forceinline__ float EncodeHalf(const uint4* mine, float* swap_mine, const float* swap_theirs, uint4* code_row, const float* mats,
-                                            const QuantCell* cells, const float* bnd, bool table, Exchange x,
-                                            int pair) {
-  float v[64];
-  RowToFloats<E>(mine, v);
+template <int KIND, int N, int BITS, typename E>
+__device__ __forceinline__ void EncodeRow(uint4* row, const float* mats, const QuantCell* cells, const float* bnd, bool table,
+                                          float* norm_out) {
+  float v[N];
+  RowToFloats<E>(row, v);
   float part[4] = {};  // four partial sums: a shorter dependency chain
 #pragma unroll
-  for (int c = 0; c < 64; ++c) part[c % 4] += v[c] * v[c];
-  const float sq = (part[0] + part[1]) + (part[2] + part[3]);
-  SplitRotorStage<Layout::kNatural, ROLE, false>::Apply(v, mats, x, pair, [&] { x[6 + ROLE] = sq; });
-  const float total = x[6] + x[7];  // ‖x‖², the same sum in both roles
-  // 1/‖x‖ by the approximate reciprocal square root (within 2 ulp): IEEE sqrtf and division bring
-  // slow-path calls whose register conventions made ptxas spill at the swap. The norm itself is
-  // taken exactly, after the codes.
-  const float inv = total > 0.0f ? rsqrtf(total) : 1.0f;
-  rj_fwht_butterflies(v, 64, 1);
-  SwapQuarters<ROLE>(v, swap_mine, swap_theirs, x.lane, pair);
-  Stride64(v, rj_inv_sqrt_pow2(kSplitN) * inv);
-  SplitRotorStage<Layout::kSwapped, ROLE, false>::Apply(v, mats + kSplitBlocks * kPaddedBlock, x, pair);
-  unsigned int words[2 * BITS] = {};
+  for (int c = 0; c < N; ++c) part[c % 4] += v[c] * v[c];
+  const float norm = sqrtf((part[0] + part[1]) + (part[2] + part[3]));
+  FastRotation<KIND, N, false>::Apply(v, mats, 1.0f / (norm > 0.0f ? norm : 1.0f));
+  unsigned int words[N * BITS / 32] = {};
   if (table) {
 #pragma unroll
-    for (int k = 0; k < 64; ++k) rj_word_put(words, k, BITS, TableIndex(v[k], cells));
+    for (int c = 0; c < N; ++c) rj_word_put(words, c, BITS, TableIndex(v[c], cells));
   } else {
 #pragma unroll
-    for (int k = 0; k < 64; ++k) rj_word_put(words, k, BITS, unsigned(rj_codebook_index(v[k], bnd, BITS)));
+    for (int c = 0; c < N; ++c) rj_word_put(words, c, BITS, unsigned(rj_codebook_index(v[c], bnd, BITS)));
   }
-  PutWords<BITS>(code_row, ROLE, words);
-  PutWords<BITS>(code_row, 2 + ROLE, words + BITS);
-  return total;
+  WordsToRow(words, row);
+  *norm_out = norm;
 }
 
-// Fast shapes (rotor-mix on 128 coordinates, BITS ≤ 4, no QJL) from input dtype E: a warp pair per
-// 32-row tile (split_rows.cuh), each warp staging its half of every row.
-template <int BITS, typename E>
-__global__ void __launch_bounds__(kFastWarps * kWarpRows, kSplitMinBlocks) EncodeSplitKernel(EncodeArgs a) {
-  constexpr int kHalf = kSplitN / 2 * int(sizeof(typename E::S)) / 16, kStride = SplitStride(kHalf);
+// Fast shapes (rotated width N = dim, BITS ≤ 4, no QJL) from input dtype E: a warp per 32-row tile
+// (warp_rows.cuh).
+template <int KIND, int N, int BITS, typename E>
+__global__ void __launch_bounds__(kFastWarps * kWarpRows, 3) EncodeRowsKernel(EncodeArgs a) {
+  constexpr int kIn = N * int(sizeof(typename E::S)) / 16, kStride = ChunkStride(kIn), kWords = N * BITS / 32;
   extern __shared__ uint4 slices[];
   __shared__ QuantCell cells[kCells];
   __shared__ float bnd[(1 << BITS) - 1];
   __shared__ int ok;
-  __shared__ __align__(16) float mats[2 * kSplitBlocks * kPaddedBlock];
-  __shared__ float trade[kFastWarps / 2][kExchangeSlots * kWarpRows];
-  CopyPaddedStages(mats);
+  __shared__ float mats[FastRotation<KIND, N, false>::kStage];
+  FastRotation<KIND, N, false>::Copy(mats);
   for (int i = threadIdx.x; i < kCells; i += blockDim.x) cells[i] = a.table->cell[i];
   for (int i = threadIdx.x; i < (1 << BITS) - 1; i += blockDim.x) bnd[i] = a.boundaries[i];
   if (threadIdx.x == 0) ok = a.table->ok;
   __syncthreads();
 
-  // The table is in shared memory before the tiles are requested: requesting the tiles first measured
-  // 6 % slower in float32 (docs/cuda_notes.md, session 3).
-  const SplitTile st(a.rows);
-  if (!st.valid) return;
-  const SplitSlices<kStride> sl(slices);
-  WarpCopyRowsAsync<kHalf, kStride, 2 * kHalf>(static_cast<const uint4*>(a.x) + st.tile * kWarpRows * 2 * kHalf + st.role * kHalf,
-                                               st.valid, sl.mine);
-  WarpWaitRows();
-  const Exchange x{trade[st.pair], st.lane};
-  const int r = st.lane * kStride;
-  const float total = st.role == 0 ? EncodeHalf<0, BITS, E>(sl.mine + r, reinterpret_cast<float*>(sl.mine), reinterpret_cast<const float*>(sl.theirs), sl.codes + r, mats, cells, bnd, ok, x, st.pair)
-                                  : EncodeHalf<1, BITS, E>(sl.mine + r, reinterpret_cast<float*>(sl.mine), reinterpret_cast<const float*>(sl.theirs), sl.codes + r, mats, cells, bnd, ok, x, st.pair);
-  if (st.role == 0 && st.lane < st.valid) a.norms[st.tile * kWarpRows + st.lane] = sqrtf(total);
-  PairSync(st.pair);
-  StorePairRows<BITS, kStride>(sl.codes, st, reinterpret_cast<uint4*>(a.codes) + st.tile * kWarpRows * BITS);
+  const int lane = threadIdx.x % 32;
+  uint4* slice = slices + threadIdx.x / 32 * kWarpRows * kStride;
+  // The table is in shared memory before the tiles are requested (no prologue): requesting the tiles
+  // first measured 6 % slower in float32 (docs/cuda_notes.md, session 3).
+  WithWarpTile<kIn>(static_cast<const uint4*>(a.x), a.rows, slice, [] {}, [&](long long tile, int valid) {
+    if (lane < valid) {
+      EncodeRow<KIND, N, BITS, E>(slice + lane * kStride, mats, cells, bnd, ok, a.norms + tile * kWarpRows + lane);
+    }
+    WarpStoreRows<kWords / 4, kStride>(slice, valid, reinterpret_cast<uint4*>(a.codes) + tile * kWarpRows * (kWords / 4));
+  });
 }
 
 template <int KIND, int N, int BITS>
 ffi::Error LaunchEncodeRows(cudaStream_t stream, EncodeArgs a, StreamScratch& scratch) {
-  static_assert(KIND == RJ_KIND_ROTOR_MIX && N == kSplitN, "the fast encode takes rotor-mix on 128 coordinates");
   void* table = nullptr;
   if (ffi::Error err = scratch.Allocate(sizeof(QuantTable), &table); err.failure()) return err;
   PrepareQuantTableKernel<<<1, kCells, 0, stream>>>(a.boundaries, (1 << BITS) - 1, static_cast<QuantTable*>(table));
@@ -158,8 +139,7 @@ ffi::Error LaunchEncodeRows(cudaStream_t stream, EncodeArgs a, StreamScratch& sc
   a.table = static_cast<const QuantTable*>(table);
   return WithDtype(a.dtype, [&](auto e) {
     using E = decltype(e);
-    constexpr int kHalf = kSplitN / 2 * int(sizeof(typename E::S)) / 16;
-    return LaunchSplit(EncodeSplitKernel<BITS, E>, a.rows, SplitStride(kHalf), stream, a, "encode");
+    return LaunchFast(EncodeRowsKernel<KIND, N, BITS, E>, a.rows, N * int(sizeof(typename E::S)) / 16, stream, a, "encode");
   });
 }
 

@@ -1,7 +1,8 @@
-// Rows staged by one warp, for the fast encode / decode paths (split_rows.cuh): a warp copies up to
-// 32 rows (or a slice of each: whole 16-byte chunks) into its own slice of shared memory with cp.async
-// in coalesced 16-byte chunks, at an odd-chunk row stride so that a lane's 16-byte accesses of its own
-// row are conflict-free, and converts a staged row to and from float32 registers.
+// Row tiles owned by one warp, for the fast encode / decode paths: 32 consecutive rows whose byte
+// length is a whole number of 16-byte chunks. A warp copies its tile into its own slice of shared
+// memory (cp.async, coalesced 16-byte chunks), each lane works on one row in registers and writes its
+// result over its own staged row, and the warp stores the rows coalesced. Warps never wait for one
+// another, so the loads of some warps overlap the arithmetic of others.
 #pragma once
 
 #include <utility>
@@ -28,28 +29,23 @@ __device__ __forceinline__ void CopyChunkAsync(unsigned shared, const uint4* glo
                : "memory");
 }
 
-template <int kChunks, int kStride, int kSrcStride, int... J>
+template <int kChunks, int kStride, int... J>
 __device__ __forceinline__ void CopyChunksAsync(unsigned shared, const uint4* global, int lane, int limit,
                                                 std::integer_sequence<int, J...>) {
-  ((J * 32 + lane < limit
-        ? CopyChunkAsync<16 * J * (32 / kChunks) * kStride, 16 * J * (32 / kChunks) * kSrcStride>(shared, global)
-        : void()),
-   ...);
+  ((J * 32 + lane < limit ? CopyChunkAsync<16 * J * (32 / kChunks) * kStride, 16 * 32 * J>(shared, global) : void()), ...);
 }
 
-// The first kChunks chunks of `valid` source rows kSrcStride chunks apart (whole rows by default).
-template <int kChunks, int kStride, int kSrcStride = kChunks>
+template <int kChunks, int kStride>
 __device__ __forceinline__ void WarpCopyRowsAsync(const uint4* src, int valid, uint4* slice) {
   const int lane = threadIdx.x % 32;
   if constexpr (32 % kChunks == 0) {
-    CopyChunksAsync<kChunks, kStride, kSrcStride>(
-        unsigned(__cvta_generic_to_shared(slice + lane / kChunks * kStride + lane % kChunks)),
-        src + lane / kChunks * kSrcStride + lane % kChunks, lane, valid * kChunks, std::make_integer_sequence<int, kChunks>());
+    CopyChunksAsync<kChunks, kStride>(unsigned(__cvta_generic_to_shared(slice + lane / kChunks * kStride + lane % kChunks)),
+                                      src + lane, lane, valid * kChunks, std::make_integer_sequence<int, kChunks>());
   } else {
 #pragma unroll
     for (int j = 0; j < kChunks; ++j) {
       const int e = j * 32 + lane;
-      if (e < valid * kChunks) CopyAsync16(slice + e / kChunks * kStride + e % kChunks, src + e / kChunks * kSrcStride + e % kChunks);
+      if (e < valid * kChunks) CopyAsync16(slice + e / kChunks * kStride + e % kChunks, src + e);
     }
   }
   CommitCopies();
@@ -58,6 +54,38 @@ __device__ __forceinline__ void WarpCopyRowsAsync(const uint4* src, int valid, u
 __device__ __forceinline__ void WarpWaitRows() {
   WaitCopies();
   __syncwarp();
+}
+
+// The first kChunks chunks of `valid` slice rows → dst (16-byte aligned), coalesced: lanes write
+// their results into their own staged rows first (a lane writing its own row straight to global memory
+// spreads each store instruction over 32 rows; decode ran 1.8× slower that way).
+template <int kChunks, int kStride>
+__device__ __forceinline__ void WarpStoreRows(const uint4* slice, int valid, uint4* dst) {
+  const int lane = threadIdx.x % 32;
+  __syncwarp();
+#pragma unroll
+  for (int j = 0; j < kChunks; ++j) {
+    const int e = j * 32 + lane;
+    if (e < valid * kChunks) __stcs(dst + e, slice[e / kChunks * kStride + e % kChunks]);
+  }
+}
+
+// The tile of the calling warp (32 rows of kChunks chunks each from src, one tile per warp of the
+// grid): starts copying its rows into the warp's slice (rows kStride chunks apart), runs the block-wide
+// prologue() on every thread while the copy is in flight, then every lane of a warp with rows calls
+// fn(tile, valid rows). (A persistent loop, a warp copying its next tile while computing this one, made
+// ptxas spill 450–500 bytes per lane at the 168 registers of 3 blocks per SM, wherever the copy was
+// issued; the loop alone did.)
+template <int kChunks, int kStride = ChunkStride(kChunks), typename Prologue, typename Fn>
+__device__ __forceinline__ void WithWarpTile(const uint4* src, long long rows, uint4* slice, Prologue&& prologue,
+                                             Fn&& fn) {
+  const long long t = (long long)blockIdx.x * kFastWarps + threadIdx.x / 32;
+  const int valid = t * kWarpRows < rows ? int(min((long long)kWarpRows, rows - t * kWarpRows)) : 0;
+  if (valid) WarpCopyRowsAsync<kChunks, kStride>(src + t * kWarpRows * kChunks, valid, slice);
+  prologue();
+  if (!valid) return;
+  WarpWaitRows();
+  fn(t, valid);
 }
 
 // A staged row of N elements of dtype E ↔ float32 registers.
@@ -90,9 +118,55 @@ __device__ __forceinline__ void FloatsToRow(const float (&v)[N], uint4* row) {
   }
 }
 
+// Packed words (rj_word_put; IndexAddresses reads them) ↔ a staged row of 16-byte chunks.
+template <int W>
+__device__ __forceinline__ void WordsToRow(const unsigned int (&w)[W], uint4* row) {
+  static_assert(W % 4 == 0, "code rows must be whole 16-byte chunks");
+#pragma unroll
+  for (int c = 0; c < W / 4; ++c) row[c] = make_uint4(w[4 * c], w[4 * c + 1], w[4 * c + 2], w[4 * c + 3]);
+}
+
+template <int W>
+__device__ __forceinline__ void RowToWords(const uint4* row, unsigned int (&w)[W]) {
+  static_assert(W % 4 == 0, "code rows must be whole 16-byte chunks");
+#pragma unroll
+  for (int c = 0; c < W / 4; ++c) {
+    const uint4 x = row[c];
+    w[4 * c] = x.x, w[4 * c + 1] = x.y, w[4 * c + 2] = x.z, w[4 * c + 3] = x.w;
+  }
+}
+
+// The fast kernels' rotation, rotor-mix on N = 2^j coordinates, forward (encode) or INVERSE (decode),
+// with the rotor stage it applies first read from a copy in shared memory and the other from c_params.
+// The two stages' matrices are 3 KB. With both in constant memory encode ran 12–21 % and decode 9–19 %
+// slower on the H200; with the stage applied second shared instead, 1–10 % slower (float32 decode 2×:
+// it spills). docs/cuda_notes.md, session 6.
+template <int KIND, int N, bool INVERSE>
+struct FastRotation {
+  static_assert(KIND == RJ_KIND_ROTOR_MIX && (N & (N - 1)) == 0, "the fast kernels take rotor-mix on 2^j coordinates");
+  static constexpr int kStage = 9 * ((N + 2) / 3);  // floats of one stage's ⌈N/3⌉ 3×3 matrices
+  static constexpr int kFirst = INVERSE ? 1 : 0;    // the stage applied first
+  // The block's copy of the first stage (a barrier must follow before Apply).
+  __device__ static void Copy(float* mats) {
+    for (int i = threadIdx.x; i < kStage; i += blockDim.x) mats[i] = c_params[kFirst * kStage + i];
+  }
+  __device__ static void Apply(float (&v)[N], const float* mats, float scale) {
+    rj_rotor_mix_pow2(v, N, 1, INVERSE ? c_params : mats, INVERSE ? mats : c_params + kStage, INVERSE, scale);
+  }
+};
+
 // Whether the fast kernels may take these buffers: every pointer 16-byte aligned (XLA's buffers are; a
 // sub-buffer need not be).
 inline bool Aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
+
+inline size_t FastSmem(int chunks) { return size_t(kFastWarps) * kWarpRows * ChunkStride(chunks) * 16; }
+
+// Launches a fast kernel: a warp per 32-row tile.
+template <typename Kernel, typename Args>
+ffi::Error LaunchFast(Kernel kernel, long long rows, int chunks, cudaStream_t stream, const Args& args, const char* what) {
+  const long long blocks = (rows + kFastWarps * kWarpRows - 1) / (kFastWarps * kWarpRows);
+  return Launch(kernel, dim3(unsigned(blocks)), kFastWarps * kWarpRows, FastSmem(chunks), stream, args, what);
+}
 
 }  // namespace
 }  // namespace cuda

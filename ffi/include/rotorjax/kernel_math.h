@@ -240,11 +240,10 @@ RJ_FN void rj_block_rotation(RJ_THREAD float* v, int lanes, RJ_PARAM float* mats
 /* Butterfly q (of p/2) at stride h pairs coordinate j = (q / h)·2h + q % h with j + h. */
 RJ_FN int rj_butterfly_index(int q, int h) { return ((q & ~(h - 1)) << 1) | (q & (h - 1)); }
 
-/* The unnormalised Walsh–Hadamard transform in place over p = 2^j coordinates, Sylvester order:
- * y_i = Σ_j (-1)^{popcount(i & j)} x_j. Butterfly at stride h pairs (i, i + h) within each block of
- * 2h: (a, b) → (a + b, a − b); the strides h = 1, 2, …, p/2 in turn. (The strides commute, so a
- * kernel may run some of them elsewhere, e.g. across the two halves of a split vector.) */
-RJ_FN void rj_fwht_butterflies(RJ_THREAD float* v, int p, int lanes) {
+/* Normalised Walsh–Hadamard transform in place over p = 2^j coordinates, times `scale`, Sylvester order:
+ * y_i = p^{-1/2} Σ_j (-1)^{popcount(i & j)} x_j. Butterfly at stride h pairs (i, i + h) within each
+ * block of 2h: (a, b) → (a + b, a − b). Orthogonal and its own inverse. */
+RJ_FN void rj_fwht_scaled(RJ_THREAD float* v, int p, int lanes, float scale) {
   RJ_UNROLL
   for (int h = 1; h < p; h <<= 1) {
     /* The same butterflies, scheduled per compiler. */
@@ -271,12 +270,6 @@ RJ_FN void rj_fwht_butterflies(RJ_THREAD float* v, int p, int lanes) {
         }
       }
   }
-}
-
-/* Normalised Walsh–Hadamard transform in place over p = 2^j coordinates, times `scale`:
- * y_i = p^{-1/2} Σ_j (-1)^{popcount(i & j)} x_j. Orthogonal and its own inverse. */
-RJ_FN void rj_fwht_scaled(RJ_THREAD float* v, int p, int lanes, float scale) {
-  rj_fwht_butterflies(v, p, lanes);
   const float s = rj_inv_sqrt_pow2(p) * scale;
   RJ_UNROLL
   for (int i = 0; i < p * lanes; ++i) v[i] *= s;
