@@ -32,7 +32,7 @@ __global__ void __launch_bounds__(kFastWarps * kWarpRows, 3) DecodeRowsKernel(De
   extern __shared__ uint4 slices[];
   // ≤ 16 floats in distinct banks (any gather is conflict-free), 256-byte aligned for IndexAddresses.
   __shared__ __align__(256) float cen[1 << BITS];
-  __shared__ float mats[FastRotation<KIND, N, true>::kStage];
+  __shared__ __align__(16) float mats[FastRotation<KIND, N, true>::kShared];
   const auto prologue = [&] {
     FastRotation<KIND, N, true>::Copy(mats);
     for (int i = threadIdx.x; i < (1 << BITS); i += blockDim.x) cen[i] = a.centroids[i];

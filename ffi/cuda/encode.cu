@@ -111,7 +111,7 @@ __global__ void __launch_bounds__(kFastWarps * kWarpRows, 3) EncodeRowsKernel(En
   __shared__ QuantCell cells[kCells];
   __shared__ float bnd[(1 << BITS) - 1];
   __shared__ int ok;
-  __shared__ float mats[FastRotation<KIND, N, false>::kStage];
+  __shared__ __align__(16) float mats[FastRotation<KIND, N, false>::kShared];
   FastRotation<KIND, N, false>::Copy(mats);
   for (int i = threadIdx.x; i < kCells; i += blockDim.x) cells[i] = a.table->cell[i];
   for (int i = threadIdx.x; i < (1 << BITS) - 1; i += blockDim.x) bnd[i] = a.boundaries[i];

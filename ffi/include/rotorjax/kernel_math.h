@@ -242,10 +242,19 @@ RJ_FN int rj_butterfly_index(int q, int h) { return ((q & ~(h - 1)) << 1) | (q &
 
 /* Normalised Walsh–Hadamard transform in place over p = 2^j coordinates, times `scale`, Sylvester order:
  * y_i = p^{-1/2} Σ_j (-1)^{popcount(i & j)} x_j. Butterfly at stride h pairs (i, i + h) within each
- * block of 2h: (a, b) → (a + b, a − b). Orthogonal and its own inverse. */
+ * block of 2h: (a, b) → (a + b, a − b); the last stride also multiplies by s = p^{-1/2}·scale, as
+ * t = b·s, (a·s + t, a·s − t): one multiply and two fused multiply-adds on a GPU for two outputs,
+ * against two adds and two multiplies. Orthogonal and its own inverse. */
 RJ_FN void rj_fwht_scaled(RJ_THREAD float* v, int p, int lanes, float scale) {
+  const float s = rj_inv_sqrt_pow2(p) * scale;
+  if (p == 1) {
+    RJ_UNROLL
+    for (int l = 0; l < lanes; ++l) v[l] *= s;
+    return;
+  }
   RJ_UNROLL
   for (int h = 1; h < p; h <<= 1) {
+    const int last = 2 * h == p;
     /* The same butterflies, scheduled per compiler. */
 #if defined(__CUDACC__)
     /* One loop of constant trip count p/2 per stage, butterfly q pairing j = (q / h)·2h + q % h with
@@ -265,14 +274,17 @@ RJ_FN void rj_fwht_scaled(RJ_THREAD float* v, int p, int lanes, float scale) {
         RJ_UNROLL
         for (int l = 0; l < lanes; ++l) {
           const float x = a[l], y = b[l];
-          a[l] = x + y;
-          b[l] = x - y;
+          if (last) {
+            const float t = y * s;
+            a[l] = x * s + t;
+            b[l] = x * s - t;
+          } else {
+            a[l] = x + y;
+            b[l] = x - y;
+          }
         }
       }
   }
-  const float s = rj_inv_sqrt_pow2(p) * scale;
-  RJ_UNROLL
-  for (int i = 0; i < p * lanes; ++i) v[i] *= s;
 }
 
 /* The plain normalised transform (scale 1: the same multiply by p^{-1/2}). */
