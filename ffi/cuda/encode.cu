@@ -29,20 +29,21 @@ struct EncodeArgs {
 // ---- fast path -----------------------------------------------------------------------------------
 
 // Codebook index by table lookup: kCells cells over [-kSpan, kSpan] (a normalised rotated coordinate
-// lies in [-1, 1]). Each cell widened by half a cell on either side holds at most one boundary, so
-// the index of y (boundaries strictly below y) is base + (boundary < y): one shared-memory load and a
-// compare instead of a bits-step search. The cell comes from one FMA that rounds y's position to an
-// integer in the low mantissa bits (adding 1.5·2^23); rounding to nearest instead of down, and the
-// FMA's own rounding, move it by at most half a cell, inside the widening. `ok` is 0 when a widened
-// cell would hold two boundaries (a codebook finer than the cells); the kernel then searches instead.
+// lies in [-1, 1]). Each cell widened by half a cell on either side holds at most one boundary. With
+// base the number of boundaries below the widened cell, the only boundary that can lie between the
+// cell's lower edge and y is boundary[base] (+∞ past the last), so the index of y (boundaries strictly
+// below it) is base + (boundary[base] < y), exactly: a byte table of 4·base and a 16-float table of
+// the boundaries, instead of a bits-step search. The byte table is 256 bytes, two words per bank, so
+// the lanes' random lookups conflict at most 2-way, and the boundary table holds one float per bank.
+// (An 8-byte (boundary, base) entry per cell took one load, but its random lookups cost 2.6 extra
+// wavefronts each in bank conflicts; encode ran 3–6 % slower: docs/cuda_notes.md, session 8.)
+// `ok` is 0 when a widened cell would hold two boundaries (a codebook finer than the cells); the
+// kernel then searches instead.
 constexpr int kCells = 256;
 constexpr float kSpan = 1.0625f;
-struct __align__(8) QuantCell {
-  float boundary;  // the boundary inside the widened cell, +∞ if none
-  int base;        // boundaries below the widened cell
-};
+constexpr int kBounds = 16;  // the boundary table: ≤ 15 boundaries, then +∞
 struct QuantTable {
-  QuantCell cell[kCells];
+  unsigned char base4[kCells];  // 4 · (boundaries below the widened cell): a byte offset into the boundaries
   int ok;
 };
 
@@ -53,35 +54,45 @@ __global__ void PrepareQuantTableKernel(const float* bnd, int count, QuantTable*
   const float lo = c == 0 ? -INFINITY : -kSpan + (c - 0.5f) * w;
   const float hi = c == kCells - 1 ? INFINITY : -kSpan + (c + 1.5f) * w;
   int base = 0, inside = 0;
-  float b = INFINITY;
   for (int i = 0; i < count; ++i) {
     if (bnd[i] < lo) ++base;
-    else if (bnd[i] <= hi) ++inside, b = bnd[i];
+    else if (bnd[i] <= hi) ++inside;
   }
-  table->cell[c] = QuantCell{b, base};
+  table->base4[c] = (unsigned char)(4 * base);
   const int crowded = __syncthreads_or(inside > 1);
   if (c == 0) table->ok = !crowded;
 }
 
-__device__ __forceinline__ unsigned int TableIndex(float y, const QuantCell* cells) {
-  // 8 × y's position among the cells, (y + kSpan) / w, rounded to an integer in the low mantissa bits
-  // of a float in [2^23, 2^24): bits 3…10 are the cell, so masking gives the byte offset of its 8-byte
-  // entry with no shift. Rounding moves the position by at most 1/16 of a cell, inside the widening;
-  // the mask keeps any input (NaN, garbage) inside the table.
-  constexpr float kScale = 8 * kCells / (2.0f * kSpan), kMagic = 12582912.0f;  // 1.5 · 2^23
-  const unsigned offset = unsigned(__float_as_int(fmaf(y, kScale, 4 * kCells + kMagic))) & (8 * kCells - 8);
-  const float2 q = *reinterpret_cast<const float2*>(reinterpret_cast<const char*>(cells) + offset);
-  // base + (boundary < y)
-  unsigned int index = __float_as_int(q.y);
-  asm("{ .reg .pred p; setp.lt.f32 p, %1, %2; @p add.u32 %0, %0, 1; }" : "+r"(index) : "f"(q.x), "f"(y));
-  return index;
+// 4 × the index of y, from the byte table at `cells` (a 256-byte aligned shared address) and the
+// boundary table at `bounds`. The cell comes from one FMA: 256 × y's position among the cells, (y +
+// kSpan) / w, rounded to an integer in the low mantissa bits of a float in [2^23, 2^24), puts the cell
+// in bits 8…15, and one byte permute puts it under the table's address. Rounding moves the position by
+// at most 1/512 of a cell, inside the widening; the permute keeps any input (NaN, garbage) inside the
+// table. The load of boundary[base] adds the byte offset 4·base to `bounds` for free.
+__device__ __forceinline__ unsigned int TableIndex4(float y, unsigned cells, unsigned bounds) {
+  constexpr float kScale = 256 * kCells / (2.0f * kSpan), kMagic = 12582912.0f;  // 1.5 · 2^23
+  const unsigned position = __float_as_uint(fmaf(y, kScale, 128 * kCells + kMagic));
+  unsigned index4;
+  asm("ld.shared.u8 %0, [%1];" : "=r"(index4) : "r"(__byte_perm(position, cells, 0x7651u)));
+  float boundary;
+  asm("ld.shared.f32 %0, [%1];" : "=f"(boundary) : "r"(bounds + index4));
+  asm("{ .reg .pred p; setp.lt.f32 p, %1, %2; @p add.u32 %0, %0, 4; }" : "+r"(index4) : "f"(boundary), "f"(y));
+  return index4;
+}
+
+// rj_word_put of index i given times 4 (q4): the field's shift absorbs the factor wherever the field
+// starts at bit 2 of its word or above, so the factor costs nothing there.
+__device__ __forceinline__ void PutIndex4(unsigned int* words, int i, int bits, unsigned int q4) {
+  const int t = i * bits, w = t >> 5, s = t & 31;
+  words[w] += s >= 2 ? q4 << (s - 2) : q4 >> (2 - s);
+  if (s + bits > 32) words[w + 1] += q4 >> (34 - s);
 }
 
 // One lane's row: the staged input at `row` → its packed codes over the same place, and its norm.
 // The vector, indices and packed words stay in registers; the normalisation rides on the rotation's
 // Walsh–Hadamard scaling.
 template <int KIND, int N, int BITS, typename E>
-__device__ __forceinline__ void EncodeRow(uint4* row, const float* mats, const QuantCell* cells, const float* bnd, bool table,
+__device__ __forceinline__ void EncodeRow(uint4* row, const float* mats, unsigned cells, const float* bounds, bool table,
                                           float* norm_out) {
   float v[N];
   RowToFloats<E>(row, v);
@@ -92,11 +103,12 @@ __device__ __forceinline__ void EncodeRow(uint4* row, const float* mats, const Q
   FastRotation<KIND, N, false>::Apply(v, mats, 1.0f / (norm > 0.0f ? norm : 1.0f));
   unsigned int words[N * BITS / 32] = {};
   if (table) {
+    const unsigned at = unsigned(__cvta_generic_to_shared(bounds));
 #pragma unroll
-    for (int c = 0; c < N; ++c) rj_word_put(words, c, BITS, TableIndex(v[c], cells));
+    for (int c = 0; c < N; ++c) PutIndex4(words, c, BITS, TableIndex4(v[c], cells, at));
   } else {
 #pragma unroll
-    for (int c = 0; c < N; ++c) rj_word_put(words, c, BITS, unsigned(rj_codebook_index(v[c], bnd, BITS)));
+    for (int c = 0; c < N; ++c) rj_word_put(words, c, BITS, unsigned(rj_codebook_index(v[c], bounds, BITS)));
   }
   WordsToRow(words, row);
   *norm_out = norm;
@@ -108,13 +120,13 @@ template <int KIND, int N, int BITS, typename E>
 __global__ void __launch_bounds__(kFastWarps * kWarpRows, 3) EncodeRowsKernel(EncodeArgs a) {
   constexpr int kIn = N * int(sizeof(typename E::S)) / 16, kStride = ChunkStride(kIn), kWords = N * BITS / 32;
   extern __shared__ uint4 slices[];
-  __shared__ QuantCell cells[kCells];
-  __shared__ float bnd[(1 << BITS) - 1];
+  __shared__ __align__(256) unsigned char cells[kCells];  // 256-byte aligned for TableIndex4's byte permute
+  __shared__ float bounds[kBounds];
   __shared__ int ok;
   __shared__ __align__(16) float mats[FastRotation<KIND, N, false>::kShared];
   FastRotation<KIND, N, false>::Copy(mats);
-  for (int i = threadIdx.x; i < kCells; i += blockDim.x) cells[i] = a.table->cell[i];
-  for (int i = threadIdx.x; i < (1 << BITS) - 1; i += blockDim.x) bnd[i] = a.boundaries[i];
+  for (int i = threadIdx.x; i < kCells; i += blockDim.x) cells[i] = a.table->base4[i];
+  for (int i = threadIdx.x; i < kBounds; i += blockDim.x) bounds[i] = i < (1 << BITS) - 1 ? a.boundaries[i] : INFINITY;
   if (threadIdx.x == 0) ok = a.table->ok;
   __syncthreads();
 
@@ -124,7 +136,8 @@ __global__ void __launch_bounds__(kFastWarps * kWarpRows, 3) EncodeRowsKernel(En
   // first measured 6 % slower in float32 (docs/cuda_notes.md, session 3).
   WithWarpTile<kIn>(static_cast<const uint4*>(a.x), a.rows, slice, [] {}, [&](long long tile, int valid) {
     if (lane < valid) {
-      EncodeRow<KIND, N, BITS, E>(slice + lane * kStride, mats, cells, bnd, ok, a.norms + tile * kWarpRows + lane);
+      EncodeRow<KIND, N, BITS, E>(slice + lane * kStride, mats, unsigned(__cvta_generic_to_shared(cells)), bounds, ok,
+                                  a.norms + tile * kWarpRows + lane);
     }
     WarpStoreRows<kWords / 4, kStride>(slice, valid, reinterpret_cast<uint4*>(a.codes) + tile * kWarpRows * (kWords / 4));
   });
