@@ -15,27 +15,18 @@ lookups in either layout (PairCopy), whatever the indices."""
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
+from cuda_host import host_source
 
 
 def host_attention_code() -> str:
     """TokenOf and PWord from attention_words.cuh, as host C++."""
-    text = (ROOT / "ffi" / "cuda" / "attention_words.cuh").read_text()
-    code = text[text.index("// Token of an 8-token k-step"):text.index("template <int R, int BITS>\n__global__")]
-    return code.replace("__host__ __device__ inline", "inline")
+    return host_source("attention_words.cuh", ("// Token of an 8-token k-step", "template <int R, int BITS>\n__global__"))
 
 
 def host_code() -> str:
     """WordRow, IndexOffset … IndexAddresses and GroupWindow from code_words.cuh, as host C++."""
-    text = (ROOT / "ffi" / "cuda" / "code_words.cuh").read_text()
-    parts = [text[text.index("constexpr int kWordN"):text.index("// A table of ≤ 16 centroids")],
-             text[text.index("// The 8 indices of coordinates"):text.index("}  // namespace\n")]]
-    code = "\n".join(parts).replace("__host__ __device__ __forceinline__", "inline").replace("__host__ __device__", "")
-    assert not re.search(r"__\w+__\s|threadIdx|blockIdx", code.replace("__CUDA_ARCH__", "")), "CUDA left in the host version"
-    return code
+    return host_source("code_words.cuh", ("constexpr int kWordN", "// A table of ≤ 16 centroids"),
+                       ("// The 8 indices of coordinates", "}  // namespace\n"))
 
 
 PROGRAM = r"""

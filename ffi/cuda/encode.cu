@@ -2,13 +2,12 @@
 // QJL sketch). Two kernels: EncodeRowsKernel for the fast shapes (everything compile-time, a warp per
 // 32-row tile, a table lookup for the codebook index) and EncodeKernel for every other shape and QJL
 // (run-time sizes, block-wide staging through shared memory).
+#include "quant_table.cuh"
 #include "warp_rows.cuh"
 
 namespace rotorjax {
 namespace cuda {
 namespace {
-
-struct QuantTable;
 
 struct EncodeArgs {
   const void* x;
@@ -28,64 +27,24 @@ struct EncodeArgs {
 
 // ---- fast path -----------------------------------------------------------------------------------
 
-// Codebook index by table lookup: kCells cells over [-kSpan, kSpan] (a normalised rotated coordinate
-// lies in [-1, 1]). Each cell widened by half a cell on either side holds at most one boundary. With
-// base the number of boundaries below the widened cell, the only boundary that can lie between the
-// cell's lower edge and y is boundary[base] (+∞ past the last), so the index of y (boundaries strictly
-// below it) is base + (boundary[base] < y), exactly: a byte table of 4·base and a 16-float table of
-// the boundaries, instead of a bits-step search. The byte table is 256 bytes, two words per bank, so
-// the lanes' random lookups conflict at most 2-way, and the boundary table holds one float per bank.
-// (An 8-byte (boundary, base) entry per cell took one load, but its random lookups cost 2.6 extra
-// wavefronts each in bank conflicts; encode ran 3–6 % slower: docs/cuda_notes.md, session 8.)
-// `ok` is 0 when a widened cell would hold two boundaries (a codebook finer than the cells); the
-// kernel then searches instead.
-constexpr int kCells = 256;
-constexpr float kSpan = 1.0625f;
-constexpr int kBounds = 16;  // the boundary table: ≤ 15 boundaries, then +∞
-struct QuantTable {
-  unsigned char base4[kCells];  // 4 · (boundaries below the widened cell): a byte offset into the boundaries
-  int ok;
-};
-
-// One block of kCells threads, one per cell.
+// One block of kCells threads, one per cell (quant_table.cuh).
 __global__ void PrepareQuantTableKernel(const float* bnd, int count, QuantTable* table) {
-  const int c = threadIdx.x;
-  const float w = 2.0f * kSpan / kCells;
-  const float lo = c == 0 ? -INFINITY : -kSpan + (c - 0.5f) * w;
-  const float hi = c == kCells - 1 ? INFINITY : -kSpan + (c + 1.5f) * w;
-  int base = 0, inside = 0;
-  for (int i = 0; i < count; ++i) {
-    if (bnd[i] < lo) ++base;
-    else if (bnd[i] <= hi) ++inside;
-  }
-  table->base4[c] = (unsigned char)(4 * base);
-  const int crowded = __syncthreads_or(inside > 1);
-  if (c == 0) table->ok = !crowded;
+  const QuantCell cell = QuantCellOf(threadIdx.x, bnd, count);
+  table->base4[threadIdx.x] = (unsigned char)(4 * cell.base);
+  const int crowded = __syncthreads_or(cell.inside > 1);
+  if (threadIdx.x == 0) table->ok = !crowded;
 }
 
 // 4 × the index of y, from the byte table at `cells` (a 256-byte aligned shared address) and the
-// boundary table at `bounds`. The cell comes from one FMA: 256 × y's position among the cells, (y +
-// kSpan) / w, rounded to an integer in the low mantissa bits of a float in [2^23, 2^24), puts the cell
-// in bits 8…15, and one byte permute puts it under the table's address. Rounding moves the position by
-// at most 1/512 of a cell, inside the widening; the permute keeps any input (NaN, garbage) inside the
-// table. The load of boundary[base] adds the byte offset 4·base to `bounds` for free.
+// boundary table at `bounds` (quant_table.cuh). The load of boundary[base] adds the byte offset 4·base
+// to `bounds` for free.
 __device__ __forceinline__ unsigned int TableIndex4(float y, unsigned cells, unsigned bounds) {
-  constexpr float kScale = 256 * kCells / (2.0f * kSpan), kMagic = 12582912.0f;  // 1.5 · 2^23
-  const unsigned position = __float_as_uint(fmaf(y, kScale, 128 * kCells + kMagic));
   unsigned index4;
-  asm("ld.shared.u8 %0, [%1];" : "=r"(index4) : "r"(__byte_perm(position, cells, 0x7651u)));
+  asm("ld.shared.u8 %0, [%1];" : "=r"(index4) : "r"(QuantCellAddress(y, cells)));
   float boundary;
   asm("ld.shared.f32 %0, [%1];" : "=f"(boundary) : "r"(bounds + index4));
   asm("{ .reg .pred p; setp.lt.f32 p, %1, %2; @p add.u32 %0, %0, 4; }" : "+r"(index4) : "f"(boundary), "f"(y));
   return index4;
-}
-
-// rj_word_put of index i given times 4 (q4): the field's shift absorbs the factor wherever the field
-// starts at bit 2 of its word or above, so the factor costs nothing there.
-__device__ __forceinline__ void PutIndex4(unsigned int* words, int i, int bits, unsigned int q4) {
-  const int t = i * bits, w = t >> 5, s = t & 31;
-  words[w] += s >= 2 ? q4 << (s - 2) : q4 >> (2 - s);
-  if (s + bits > 32) words[w + 1] += q4 >> (34 - s);
 }
 
 // One lane's row: the staged input at `row` → its packed codes over the same place, and its norm.
