@@ -153,19 +153,11 @@ struct FastRotation {
   __device__ static void Copy(float* mats) {
     for (int i = threadIdx.x; i < kStage; i += blockDim.x) mats[i / 9 * kPadded + i % 9] = c_params[kFirst * kStage + i];
   }
-  // rj_rotor_mix_pow2 with the first stage from the shared copy.
+  // The rotation, the shared stage's blocks kPadded floats apart (two 16-byte loads and one 4-byte load
+  // each), the other's packed in c_params.
   __device__ static void Apply(float (&v)[N], const float* mats, float scale) {
-    constexpr int kBlocks = kStage / 9;
-#pragma unroll
-    for (int i = 0; i < kBlocks; ++i) {
-      const int g = INVERSE ? kBlocks - 1 - i : i;
-      const float4 a = *reinterpret_cast<const float4*>(mats + kPadded * g);
-      const float4 b = *reinterpret_cast<const float4*>(mats + kPadded * g + 4);
-      const float m[9] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w, mats[kPadded * g + 8]};
-      rj_block_apply(v + rj_rotor_stage_block_start(g, N), 1, m, 3, INVERSE);
-    }
-    rj_fwht_scaled(v, N, 1, scale);
-    rj_rotor_stage(v, N, 1, c_params + (INVERSE ? 0 : kStage), INVERSE);
+    if (INVERSE) rj_rotor_mix_pow2(v, N, 1, c_params, 9, mats, kPadded, true, scale);
+    else rj_rotor_mix_pow2(v, N, 1, mats, kPadded, c_params + kStage, 9, false, scale);
   }
 };
 

@@ -376,25 +376,30 @@ RJ_FN int rj_raw_param_count(int kind, int dim) {
 }
 
 /* One rotor stage in place; blocks in order g = 0, 1, ... (forward) or reversed with transposed
- * blocks (`inverse`). mats: ⌈n/3⌉ row-major 3×3 matrices. */
-RJ_FN void rj_rotor_stage(RJ_THREAD float* v, int n, int lanes, RJ_PARAM float* mats, int inverse) {
+ * blocks (`inverse`). mats: ⌈n/3⌉ row-major 3×3 matrices, `stride` floats apart (9 packed; a GPU
+ * kernel pads its shared copy to 12, for 16-byte loads). */
+RJ_FN void rj_rotor_stage_strided(RJ_THREAD float* v, int n, int lanes, RJ_PARAM float* mats, int stride, int inverse) {
   const int blocks = rj_rotor_stage_blocks(n);
   RJ_UNROLL
   for (int i = 0; i < blocks; ++i) {
     const int g = inverse ? blocks - 1 - i : i;
-    rj_block_apply(v + rj_rotor_stage_block_start(g, n) * lanes, lanes, mats + 9 * g, 3, inverse);
+    rj_block_apply(v + rj_rotor_stage_block_start(g, n) * lanes, lanes, mats + stride * g, 3, inverse);
   }
+}
+
+RJ_FN void rj_rotor_stage(RJ_THREAD float* v, int n, int lanes, RJ_PARAM float* mats, int inverse) {
+  rj_rotor_stage_strided(v, n, lanes, mats, 9, inverse);
 }
 
 /* Rotor-mix on n = 2^j coordinates (one window spans them all), times `scale` folded into the
  * Walsh–Hadamard normalisation: forward R_0, H, R_1; inverse R_1ᵀ, H, R_0ᵀ. Each stage's ⌈n/3⌉
- * matrices come through their own pointer, so that a GPU kernel may read one stage from shared memory
- * and the other from constant memory. */
-RJ_FN void rj_rotor_mix_pow2(RJ_THREAD float* v, int n, int lanes, RJ_PARAM float* stage0, RJ_PARAM float* stage1,
-                             int inverse, float scale) {
-  rj_rotor_stage(v, n, lanes, inverse ? stage1 : stage0, inverse);
+ * matrices come through their own pointer and block stride, so that a GPU kernel may read one stage
+ * from shared memory and the other from constant memory. */
+RJ_FN void rj_rotor_mix_pow2(RJ_THREAD float* v, int n, int lanes, RJ_PARAM float* stage0, int stride0,
+                             RJ_PARAM float* stage1, int stride1, int inverse, float scale) {
+  rj_rotor_stage_strided(v, n, lanes, inverse ? stage1 : stage0, inverse ? stride1 : stride0, inverse);
   rj_fwht_scaled(v, n, lanes, scale);
-  rj_rotor_stage(v, n, lanes, inverse ? stage0 : stage1, inverse);
+  rj_rotor_stage_strided(v, n, lanes, inverse ? stage0 : stage1, inverse ? stride0 : stride1, inverse);
 }
 
 /* The whole rotor-mix rotation in place, times `scale`: rj_rotor_mix_pow2 when one window spans all n
@@ -404,7 +409,7 @@ RJ_FN void rj_rotor_mix_pow2(RJ_THREAD float* v, int n, int lanes, RJ_PARAM floa
 RJ_FN void rj_rotor_mix(RJ_THREAD float* v, int n, int lanes, RJ_PARAM float* mats, int inverse, float scale) {
   const int windows = rj_rotor_mix_windows(n), p = rj_largest_pow2(n), stage = 9 * rj_rotor_stage_blocks(n);
   if (windows == 1) {
-    rj_rotor_mix_pow2(v, n, lanes, mats, mats + stage, inverse, scale);
+    rj_rotor_mix_pow2(v, n, lanes, mats, 9, mats + stage, 9, inverse, scale);
     return;
   }
   if (!inverse) {
